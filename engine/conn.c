@@ -1,0 +1,330 @@
+/* One connection, in the worker process: spawn the app, lock in, then
+ * (at once, or when the app asks over the control socket) handshake and
+ * pump.  The worker is the app's parent and ends with its exit status. */
+#include "app.h"
+#include "internal.h"
+#include "log.h"
+#include "relay.h"
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The Y reply: the session variables with room to spare. */
+#define Y_REPLY_MAX 8192
+/* Pipes between worker and app: several records in flight per direction. */
+#define PIPE_SIZE (256 * 1024)
+/* fds the locked-in worker may hold: 0-2, socket, 2 pipes, ctl, a spare */
+#define WORKER_MAX_FDS 16
+
+struct worker {
+    const struct engine_config *cfg;
+    int net_rfd, net_wfd;
+    pid_t app;
+    int ctl;          /* delayed: our end of the control socket */
+    int gate;         /* immediate: write end of the app's start gate */
+    struct relay *relay;
+    SSL *ssl;
+    long long started_ms;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static void close_pair(int p[2])
+{
+    close_fd(&p[0]);
+    close_fd(&p[1]);
+}
+
+/* Waits for the app and turns its end into our exit code. */
+static int reap_app(struct worker *w)
+{
+    int status;
+
+    if (w->app <= 0)
+        return ENGINE_EXIT_TEMPORARY;
+    while (waitpid(w->app, &status, 0) < 0) {
+        if (errno != EINTR)
+            return ENGINE_EXIT_TEMPORARY;
+    }
+    w->app = -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    log_line(LOG_ERROR, "app %s killed by signal %d", w->cfg->prog[0],
+             WTERMSIG(status));
+    return ENGINE_EXIT_TEMPORARY;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int lock_in(struct worker *w)
+{
+    const struct engine_config *cfg = w->cfg;
+    struct sandbox_spec spec = {
+        .role = SANDBOX_ROLE_WORKER,
+        .uid = cfg->worker_uid,
+        .gid = cfg->worker_gid,
+        .chroot_dir = cfg->chroot_dir,
+        .max_fds = WORKER_MAX_FDS,
+        .app_pid = w->app,
+        .allow_splice = 0,
+    };
+    char err[256];
+    int unprivileged = 0;
+
+    if (sandbox_lock_in(&spec, &unprivileged, err, sizeof err) < 0) {
+        log_line(LOG_ERROR, "worker %d: unable to lock in: %s", (int)getpid(), err);
+        return -1;
+    }
+#ifdef UCSPITLS_TEST_HOOKS
+    /* test builds only: prove that forbidden calls kill the worker */
+    engine_test_hook_after_lock_in();
+#endif
+    return 0;
+}
+
+static int handshake(struct worker *w)
+{
+    char err[256];
+    int rc = relay_handshake(w->relay, w->ssl, w->cfg->handshake_timeout_ms > 0
+                                                   ? w->cfg->handshake_timeout_ms
+                                                   : 0x7fffffff,
+                             err, sizeof err);
+    if (rc != RELAY_DONE) {
+        log_line(LOG_ERROR, "tls %d %s", (int)getpid(), err);
+        return -1;
+    }
+    log_line(LOG_INFO, "tls %d accept %s:%s %lld ms", (int)getpid(),
+             SSL_get_version(w->ssl), SSL_get_cipher_name(w->ssl),
+             now_ms() - w->started_ms);
+    return 0;
+}
+
+static void pump(struct worker *w)
+{
+    struct relay_stats st;
+    char err[256] = "";
+    int rc = relay_pump(w->relay, w->ssl, &st, err, sizeof err);
+
+    if (rc != RELAY_DONE)
+        log_line(LOG_ERROR, "tls %d ended: %s", (int)getpid(), err);
+    log_line(LOG_INFO, "tls %d done %s to-peer %llu to-app %llu%s", (int)getpid(),
+             relay_result_name(rc), (unsigned long long)st.bytes_to_peer,
+             (unsigned long long)st.bytes_to_app,
+             st.peer_closed ? " peer-closed" : "");
+}
+
+/* Immediate TLS: handshake, then let the app start. */
+static int run_immediate(struct worker *w)
+{
+    char block[Y_REPLY_MAX];
+    int len;
+
+    if (handshake(w) < 0) {
+        close_fd(&w->gate); /* empty gate: the app child exits unstarted */
+        relay_free(w->relay);
+        w->relay = NULL;
+        reap_app(w);
+        return ENGINE_EXIT_TEMPORARY;
+    }
+    len = session_vars_encode(w->ssl, block, sizeof block);
+    if (len < 0 || write_all(w->gate, block, (size_t)len) < 0) {
+        log_line(LOG_ERROR, "tls %d unable to start the app", (int)getpid());
+        close_fd(&w->gate);
+        relay_free(w->relay);
+        w->relay = NULL;
+        reap_app(w);
+        return ENGINE_EXIT_TEMPORARY;
+    }
+    close_fd(&w->gate);
+    pump(w);
+    return reap_app(w);
+}
+
+/* Delayed TLS: the app speaks plaintext on the socket until it writes a
+ * command on the control socket (DESIGN §4). */
+static int run_delayed(struct worker *w)
+{
+    char cmd = 0;
+    ssize_t n;
+
+    for (;;) {
+        n = read(w->ctl, &cmd, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+    if (n != 1 || (cmd != 'y' && cmd != 'Y')) {
+        if (n == 1)
+            log_line(LOG_ERROR, "tls %d unknown control command 0x%02x: no TLS",
+                     (int)getpid(), (unsigned char)cmd);
+        /* Declined (ctl closed) or refused: the app goes on in plaintext;
+         * the worker lets go of the socket and the pipes and waits. */
+        close_fd(&w->ctl);
+        relay_free(w->relay);
+        w->relay = NULL;
+        if (w->net_wfd != w->net_rfd)
+            close_fd(&w->net_wfd);
+        close_fd(&w->net_rfd);
+        w->net_wfd = -1;
+        return reap_app(w);
+    }
+    w->started_ms = now_ms();
+    if (handshake(w) < 0) {
+        /* ctl EOF with no data, both pipes closed; the app is not killed. */
+        close_fd(&w->ctl);
+        relay_free(w->relay);
+        w->relay = NULL;
+        return reap_app(w);
+    }
+    if (cmd == 'Y') {
+        char block[Y_REPLY_MAX];
+        int len = session_vars_encode(w->ssl, block, sizeof block);
+        if (len < 0 || write_all(w->ctl, block, (size_t)len) < 0)
+            log_line(LOG_ERROR, "tls %d unable to send the Y reply", (int)getpid());
+    }
+    close_fd(&w->ctl);
+    pump(w);
+    return reap_app(w);
+}
+
+int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
+               int net_rfd, int net_wfd, const struct conn_addr *addr)
+{
+    struct worker w = {
+        .cfg = cfg, .net_rfd = net_rfd, .net_wfd = net_wfd, .app = -1,
+        .ctl = -1, .gate = -1, .relay = NULL, .ssl = NULL,
+        .started_ms = now_ms(),
+    };
+    int down[2] = {-1, -1}, up[2] = {-1, -1}, gate[2] = {-1, -1};
+    int ctl[2] = {-1, -1};
+    struct app_fds fds;
+    struct relay_config rc;
+    int one = 1, code = ENGINE_EXIT_TEMPORARY;
+
+    /* A write to a vanished peer or app must be an error, not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    /* Interactive protocols (SMTP) must not wait on Nagle. */
+    if (cfg->nodelay)
+        setsockopt(net_wfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+    if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0 ||
+        (!cfg->delayed && pipe2(gate, O_CLOEXEC) < 0) ||
+        (cfg->delayed && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0)) {
+        log_line(LOG_ERROR, "unable to create pipes: %s", strerror(errno));
+        goto out;
+    }
+    fcntl(down[1], F_SETPIPE_SZ, PIPE_SIZE);
+    fcntl(up[0], F_SETPIPE_SZ, PIPE_SIZE);
+
+    memset(&fds, 0, sizeof fds);
+    fds.plain_in = down[0];
+    fds.plain_out = up[1];
+    fds.gate = gate[0];
+    fds.net_rfd = net_rfd;
+    fds.net_wfd = net_wfd;
+    fds.ctl = ctl[1];
+    fds.read_pipe = down[0];
+    fds.write_pipe = up[1];
+    fds.worker_ends[0] = down[1];
+    fds.worker_ends[1] = up[0];
+    fds.worker_ends[2] = gate[1];
+    fds.worker_ends[3] = ctl[0];
+    fds.n_worker_ends = 4;
+    w.app = app_spawn(cfg, addr, &fds);
+    if (w.app < 0) {
+        log_line(LOG_ERROR, "unable to fork the app: %s", strerror(errno));
+        goto out;
+    }
+    /* The app's ends live in the app now. */
+    close_fd(&down[0]);
+    close_fd(&up[1]);
+    close_fd(&gate[0]);
+    close_fd(&ctl[1]);
+    w.gate = gate[1];
+    gate[1] = -1;
+    w.ctl = ctl[0];
+    ctl[0] = -1;
+
+    /* Everything the sandbox would forbid happens now: allocations of the
+     * per-connection state, the SSL object. */
+    rc = (struct relay_config){
+        .net_rfd = net_rfd, .net_wfd = net_wfd,
+        .from_app_fd = up[0], .to_app_fd = down[1],
+        .tcp_half_close = cfg->tcp_half_close,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+    };
+    w.relay = relay_new(&rc);
+    if (w.relay == NULL) {
+        log_line(LOG_ERROR, "out of memory");
+        goto out_app;
+    }
+    up[0] = down[1] = -1; /* owned by the relay now */
+    w.ssl = SSL_new(tlsctx_ssl_ctx(tls));
+    if (w.ssl == NULL || SSL_set_rfd(w.ssl, net_rfd) != 1 ||
+        SSL_set_wfd(w.ssl, net_wfd) != 1) {
+        log_line(LOG_ERROR, "unable to create the TLS session");
+        goto out_app;
+    }
+    if (lock_in(&w) < 0)
+        goto out_app;
+    code = cfg->delayed ? run_delayed(&w) : run_immediate(&w);
+    goto out;
+
+out_app:
+    /* Could not serve: release the app (it sees EOF / an empty gate). */
+    close_fd(&w.gate);
+    close_fd(&w.ctl);
+    relay_free(w.relay);
+    w.relay = NULL;
+    close_pair(down);
+    close_pair(up);
+    reap_app(&w);
+    code = ENGINE_EXIT_TEMPORARY;
+out:
+    relay_free(w.relay);
+    SSL_free(w.ssl);
+    close_fd(&w.gate);
+    close_fd(&w.ctl);
+    close_pair(down);
+    close_pair(up);
+    close_pair(gate);
+    close_pair(ctl);
+    return code;
+}

@@ -1,0 +1,104 @@
+/* Types shared between the engine's own files; not part of the public API. */
+#ifndef UCSPITLS_ENGINE_INTERNAL_H
+#define UCSPITLS_ENGINE_INTERNAL_H
+
+#include "engine.h"
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define ENGINE_VERSION "ucspi-tls/0.1.0"
+#define ENGINE_DEFAULT_CHROOT "/run/ucspi-tls/empty"
+
+struct engine_config {
+    enum engine_frontend frontend;
+    const char *progname;
+
+    /* what to run */
+    char **prog; /* borrowed from argv, NULL-terminated */
+    const char *host, *port; /* tlsserver only */
+    const char *local_hostname; /* -l: TCPLOCALHOST */
+
+    /* behaviour */
+    int delayed;           /* -n: UCSPI-TLS; -N immediate (default) */
+    int session_env;       /* -s: session variables in the app env */
+    int concurrency;       /* -c */
+    int backlog;           /* -b */
+    int handshake_timeout_ms; /* -T */
+    int idle_timeout_ms;   /* -w */
+    int print_port;        /* -1 */
+    int verbosity;         /* log level: -q 0, default 1 (errors+status), -v 2 */
+    int tcp_half_close;    /* --tcp-half-close */
+    int strict_close;      /* -J */
+    int nodelay;           /* -D (default) / -d */
+
+    /* the app's ids: -u, -g, -U */
+    int set_app_uid, set_app_gid;
+    uid_t app_uid;
+    gid_t app_gid;
+
+    /* the worker's ids and root (SSL_UID/TLS_UID, SSL_GID/TLS_GID,
+     * SSL_CHROOT); resolved at start-up */
+    int worker_uid_set, worker_gid_set;
+    uid_t worker_uid;
+    gid_t worker_gid;
+    const char *chroot_dir;
+
+    /* TLS material (environment) */
+    const char *certfile, *certchainfile, *keyfile;
+    const char *ciphers;      /* CIPHERS: TLS 1.2 list */
+    const char *ciphersuites; /* CIPHERSUITES: TLS 1.3 list */
+    const char *dhfile;
+};
+
+/* Address of one connection, as the app's environment will show it. */
+struct conn_addr {
+    int have;      /* 0 when neither env nor socket told us */
+    int ipv6;      /* the connection is IPv6 (not v4-mapped) */
+    char local_ip[64], local_port[8];
+    char remote_ip[64], remote_port[8];
+};
+
+struct tls_context;
+
+/* tlsctx.c: the server SSL_CTX and everything it needs, built once in the
+ * master before any fork. */
+struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
+                               size_t errlen);
+SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t);
+void tlsctx_free(struct tls_context *t);
+
+/* keystore.c: the one place a private key is loaded. */
+EVP_PKEY *keystore_load(const char *keyfile, char *err, size_t errlen);
+
+/* session.c: the session variables of a finished handshake, encoded as a
+ * UCSPI-TLS `Y` block (NAME=value\0...\0).  Returns the length, or -1. */
+int session_vars_encode(SSL *ssl, char *buf, size_t cap);
+
+/* addr.c */
+int conn_addr_from_socket(int fd, struct conn_addr *a);
+int conn_addr_from_env(struct conn_addr *a);
+/* Sets PROTO, TCP*, TCP6*, SSLLOCAL*, SSLREMOTE* in the current
+ * environment (call in the app child before exec). */
+int conn_addr_export(const struct conn_addr *a, const char *local_hostname);
+
+/* conn.c: serves one connection in the current process (the worker);
+ * returns the exit code the process should end with. */
+int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
+               int net_rfd, int net_wfd, const struct conn_addr *addr);
+
+#ifdef UCSPITLS_TEST_HOOKS
+/* testhook.c (test builds only): tries the syscall named by
+ * $UCSPITLS_TEST_TRY from inside the locked-in worker. */
+void engine_test_hook_after_lock_in(void);
+#endif
+
+/* startup.c: logging, the workers' root, the TLS context; NULL (after a
+ * log line) on failure. */
+struct tls_context *engine_startup(const struct engine_config *cfg);
+
+/* util.c */
+int util_parse_uint(const char *s, unsigned long max, unsigned long *out);
+
+#endif

@@ -1,0 +1,247 @@
+/* tlsserver's master: bind, accept, fork one worker per connection, reap.
+ * It holds no per-connection state but a count, and never reads a byte
+ * from a client. */
+#include "internal.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    unsigned char c = (unsigned char)sig;
+    int saved = errno;
+    /* Non-blocking: a full pipe already says "something happened". */
+    if (write(signal_pipe[1], &c, 1) < 0) {
+    }
+    errno = saved;
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa;
+
+    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    if (sigaction(SIGCHLD, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
+        sigaction(SIGINT, &sa, NULL) < 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static void restore_signals(void)
+{
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+}
+
+/* tcpserver's host syntax: "0" is every IPv4 address, "::" every address
+ * (dual stack), anything else a name or literal. */
+static int bind_listener(const struct engine_config *cfg, char *err,
+                         size_t errlen)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    const char *host = cfg->host;
+    int fd = -1, one = 1, zero = 0, rc;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (strcmp(host, "0") == 0) {
+        host = "0.0.0.0";
+        hints.ai_family = AF_INET;
+    }
+    rc = getaddrinfo(host, cfg->port, &hints, &res);
+    if (rc == EAI_NONAME || rc == EAI_SERVICE) {
+        hints.ai_flags = AI_PASSIVE; /* a service name like "smtps" */
+        rc = getaddrinfo(host, cfg->port, &hints, &res);
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "unable to resolve %s port %s: %s", cfg->host,
+                 cfg->port, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            listen(fd, cfg->backlog) == 0)
+            break;
+        snprintf(err, errlen, "unable to bind %s port %s: %s", cfg->host,
+                 cfg->port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0 && ai == NULL && err[0] == '\0')
+        snprintf(err, errlen, "unable to bind %s port %s", cfg->host, cfg->port);
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void reap_workers(const struct engine_config *cfg, int *active)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        (*active)--;
+        if (WIFSIGNALED(status))
+            log_line(LOG_ERROR, "end %d signal %d", (int)pid, WTERMSIG(status));
+        else
+            log_line(LOG_INFO, "end %d status %d", (int)pid, WEXITSTATUS(status));
+        log_line(LOG_INFO, "status: %d/%d", *active, cfg->concurrency);
+    }
+}
+
+/* In the new worker process: never returns. */
+static void worker(const struct engine_config *cfg, struct tls_context *tls,
+                   int listener, int conn)
+{
+    struct conn_addr addr;
+
+    restore_signals();
+    close(listener);
+    close(signal_pipe[0]);
+    close(signal_pipe[1]);
+    if (conn_addr_from_socket(conn, &addr) < 0)
+        addr.have = 0;
+    _exit(conn_serve(cfg, tls, conn, conn, &addr));
+}
+
+static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
+                       int listener, int *active, int *pause_ms)
+{
+    struct conn_addr addr;
+    pid_t pid;
+    int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+
+    if (conn < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM) {
+            /* Out of fds or memory: stop accepting briefly rather than
+             * spin; waiting clients stay in the backlog. */
+            log_line(LOG_ERROR, "unable to accept: %s", strerror(errno));
+            *pause_ms = 100;
+        }
+        return;
+    }
+    pid = fork();
+    if (pid == 0)
+        worker(cfg, tls, listener, conn);
+    if (pid < 0) {
+        log_line(LOG_ERROR, "unable to fork: %s", strerror(errno));
+        *pause_ms = 100;
+    } else {
+        (*active)++;
+        if (cfg->verbosity >= LOG_INFO && conn_addr_from_socket(conn, &addr) == 0) {
+            log_line(LOG_INFO, "status: %d/%d", *active, cfg->concurrency);
+            log_line(LOG_INFO, "pid %d from %s", (int)pid, addr.remote_ip);
+            log_line(LOG_INFO, "ok %d %s:%s:%s %s::%s", (int)pid,
+                     cfg->local_hostname ? cfg->local_hostname : "",
+                     addr.local_ip, addr.local_port, addr.remote_ip,
+                     addr.remote_port);
+        }
+    }
+    close(conn);
+}
+
+int engine_serve(struct engine_config *cfg)
+{
+    struct tls_context *tls;
+    char err[512] = "";
+    int listener, active = 0, pause_ms = 0;
+
+    tls = engine_startup(cfg);
+    if (tls == NULL)
+        return ENGINE_EXIT_TEMPORARY;
+    listener = bind_listener(cfg, err, sizeof err);
+    if (listener < 0) {
+        log_line(LOG_ERROR, "fatal: %s", err);
+        tlsctx_free(tls);
+        return ENGINE_EXIT_TEMPORARY;
+    }
+    if (install_signals() < 0) {
+        log_line(LOG_ERROR, "fatal: unable to set up signals: %s", strerror(errno));
+        close(listener);
+        tlsctx_free(tls);
+        return ENGINE_EXIT_TEMPORARY;
+    }
+    if (cfg->print_port) {
+        printf("%d\n", bound_port(listener));
+        fflush(stdout);
+    }
+    log_line(LOG_INFO, "status: 0/%d", cfg->concurrency);
+    for (;;) {
+        struct pollfd p[2];
+        int n;
+
+        p[0].fd = signal_pipe[0];
+        p[0].events = POLLIN;
+        /* At the limit the listener is not polled: new clients wait in the
+         * kernel's backlog until a worker ends. */
+        p[1].fd = (active < cfg->concurrency && pause_ms == 0) ? listener : -1;
+        p[1].events = POLLIN;
+        p[0].revents = p[1].revents = 0;
+        n = poll(p, 2, pause_ms > 0 ? pause_ms : -1);
+        if (n < 0 && errno != EINTR) {
+            log_line(LOG_ERROR, "fatal: poll: %s", strerror(errno));
+            break;
+        }
+        if (n == 0)
+            pause_ms = 0;
+        if (p[0].revents & POLLIN) {
+            unsigned char sigs[64];
+            ssize_t got = read(signal_pipe[0], sigs, sizeof sigs);
+            for (ssize_t i = 0; i < got; i++) {
+                if (sigs[i] == SIGTERM || sigs[i] == SIGINT) {
+                    /* As tcpserver: stop listening; running connections
+                     * finish on their own. */
+                    close(listener);
+                    tlsctx_free(tls);
+                    return 0;
+                }
+            }
+            reap_workers(cfg, &active);
+        }
+        if (p[1].revents & POLLIN)
+            accept_one(cfg, tls, listener, &active, &pause_ms);
+    }
+    close(listener);
+    tlsctx_free(tls);
+    return ENGINE_EXIT_TEMPORARY;
+}

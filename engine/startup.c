@@ -1,0 +1,37 @@
+/* What both front ends do before serving: logging, the workers' root, the
+ * TLS context.  All of it before any connection is touched. */
+#include "internal.h"
+#include "log.h"
+#include "sandbox.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+struct tls_context *engine_startup(const struct engine_config *cfg)
+{
+    char err[512];
+    struct tls_context *tls;
+
+    log_setup(cfg->progname, cfg->verbosity);
+    if (geteuid() == 0) {
+        /* The default root is ours to create; one given by SSL_CHROOT is
+         * the operator's and is only checked. */
+        int rc = cfg->chroot_dir == NULL || strcmp(cfg->chroot_dir, ENGINE_DEFAULT_CHROOT) == 0
+                     ? sandbox_prepare_chroot_dir(ENGINE_DEFAULT_CHROOT, err, sizeof err)
+                     : sandbox_check_chroot_dir(cfg->chroot_dir, err, sizeof err);
+        if (rc < 0) {
+            log_line(LOG_ERROR, "fatal: %s", err);
+            return NULL;
+        }
+    } else {
+        log_line(LOG_INFO,
+                 "not running as root: workers keep uid %u and are not chrooted "
+                 "(no_new_privs, rlimits and seccomp still apply)",
+                 (unsigned)geteuid());
+    }
+    tls = tlsctx_new(cfg, err, sizeof err);
+    if (tls == NULL)
+        log_line(LOG_ERROR, "fatal: %s", err);
+    return tls;
+}

@@ -1,0 +1,177 @@
+/* The server SSL_CTX: built once in the master, inherited by every worker
+ * through fork, so that the worker never opens a file. */
+#include "internal.h"
+#include "log.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Forward-secret, AEAD-only TLS 1.2 suites; TLS 1.3 suites are all fine. */
+#define DEFAULT_CIPHERS_TLS12                                                  \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"              \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"              \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define DEFAULT_GROUPS "X25519:P-256:P-384"
+
+struct tls_context {
+    SSL_CTX *ctx;
+};
+
+static void ssl_reason(char *err, size_t errlen, const char *what,
+                       const char *file)
+{
+    char e[256] = "";
+    unsigned long code = ERR_peek_last_error();
+
+    if (code != 0)
+        ERR_error_string_n(code, e, sizeof e);
+    ERR_clear_error();
+    snprintf(err, errlen, "%s %s: %s", what, file, e[0] ? e : "failed");
+}
+
+static int load_certificates(SSL_CTX *ctx, const struct engine_config *cfg,
+                             char *err, size_t errlen)
+{
+    /* CERTCHAINFILE (sslserver) holds the certificate and its chain;
+     * CERTFILE may too (s6-tlsd): both are read as a chain file. */
+    const char *file = cfg->certchainfile && *cfg->certchainfile
+                           ? cfg->certchainfile
+                           : cfg->certfile;
+    FILE *f = fopen(file, "re");
+
+    if (f == NULL) {
+        snprintf(err, errlen, "unable to read certificate file %s: %s", file,
+                 strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    if (SSL_CTX_use_certificate_chain_file(ctx, file) != 1) {
+        ssl_reason(err, errlen, "no usable certificate in", file);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_key(SSL_CTX *ctx, const struct engine_config *cfg, char *err,
+                    size_t errlen)
+{
+    const char *file = cfg->keyfile && *cfg->keyfile ? cfg->keyfile
+                       : cfg->certchainfile && *cfg->certchainfile
+                           ? cfg->certchainfile
+                           : cfg->certfile;
+    EVP_PKEY *key = keystore_load(file, err, errlen);
+    int rc = 0;
+
+    if (key == NULL)
+        return -1;
+    if (SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        ERR_clear_error();
+        snprintf(err, errlen,
+                 "private key in %s does not match the certificate", file);
+        rc = -1;
+    }
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+static int load_dh(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
+{
+    BIO *b = BIO_new_file(file, "r");
+    EVP_PKEY *dh;
+
+    if (b == NULL) {
+        snprintf(err, errlen, "unable to read DH parameter file %s: %s", file,
+                 strerror(errno));
+        ERR_clear_error();
+        return -1;
+    }
+    dh = PEM_read_bio_Parameters(b, NULL);
+    BIO_free(b);
+    if (dh == NULL || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
+        EVP_PKEY_free(dh);
+        ssl_reason(err, errlen, "no usable DH parameters in", file);
+        return -1;
+    }
+    return 0;
+}
+
+struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
+                               size_t errlen)
+{
+    struct tls_context *t = calloc(1, sizeof *t);
+    SSL_CTX *ctx;
+    static const unsigned char sid_ctx[] = "ucspi-tls";
+
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    ctx = t->ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        ssl_reason(err, errlen, "SSL_CTX_new", "");
+        goto fail;
+    }
+    /* TLS 1.2 and 1.3 only; no renegotiation, no compression, our order. */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_SINGLE_ECDH_USE);
+    /* By default a bare TCP EOF from the peer ends its direction like a
+     * close_notify (and the SSL object stays usable for our own
+     * close_notify); with -J OpenSSL reports it and the pump aborts. */
+    if (!cfg->strict_close)
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Each worker is a separate process: a server-side session cache would
+     * only ever hold its own session.  Resumption is by tickets, whose keys
+     * are made here, before the fork, and so shared by all workers. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    SSL_CTX_set_max_early_data(ctx, 0);
+    if (SSL_CTX_set1_groups_list(ctx, DEFAULT_GROUPS) != 1) {
+        ssl_reason(err, errlen, "groups", DEFAULT_GROUPS);
+        goto fail;
+    }
+    if (SSL_CTX_set_cipher_list(ctx, cfg->ciphers && *cfg->ciphers
+                                         ? cfg->ciphers
+                                         : DEFAULT_CIPHERS_TLS12) != 1) {
+        ssl_reason(err, errlen, "no usable cipher in $CIPHERS", cfg->ciphers ? cfg->ciphers : "");
+        goto fail;
+    }
+    if (cfg->ciphersuites && *cfg->ciphersuites &&
+        SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites) != 1) {
+        ssl_reason(err, errlen, "no usable suite in $CIPHERSUITES", cfg->ciphersuites);
+        goto fail;
+    }
+    if (cfg->dhfile && *cfg->dhfile) {
+        if (load_dh(ctx, cfg->dhfile, err, errlen) < 0)
+            goto fail;
+    }
+    if (load_certificates(ctx, cfg, err, errlen) < 0 ||
+        load_key(ctx, cfg, err, errlen) < 0)
+        goto fail;
+    return t;
+fail:
+    tlsctx_free(t);
+    return NULL;
+}
+
+SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t)
+{
+    return t->ctx;
+}
+
+void tlsctx_free(struct tls_context *t)
+{
+    if (t == NULL)
+        return;
+    SSL_CTX_free(t->ctx);
+    free(t);
+}

@@ -1,0 +1,467 @@
+/* The record pump.  Per direction: one buffer, an "ended" flag and the I/O
+ * the TLS layer is waiting for.  Each turn first makes every move possible
+ * without waiting, then polls only the fds whose readiness would let a
+ * direction move (never an fd nobody waits on, so a hung-up fd cannot spin
+ * the loop). */
+#include "relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Big enough for several full 16 KiB records per pipe write. */
+#define RELAY_BUF 65536
+#define TLS_RECORD 16384
+
+enum want { WANT_NONE = 0, WANT_NET_READ = 1, WANT_NET_WRITE = 2 };
+
+struct direction {
+    unsigned char *buf;
+    size_t off, len;  /* pending bytes are buf[off .. off+len) */
+    int eof;          /* source ended */
+    int done;         /* sink closed: nothing more moves this way */
+    enum want want;   /* what the TLS call on this side waits for */
+};
+
+struct relay {
+    struct relay_config cfg;
+    struct direction up;   /* app -> peer */
+    struct direction down; /* peer -> app */
+    int shutdown_want;     /* close_notify waiting for the socket */
+    int close_notify_sent;
+};
+
+struct relay *relay_new(const struct relay_config *cfg)
+{
+    struct relay *r = calloc(1, sizeof *r);
+
+    if (r == NULL)
+        return NULL;
+    r->cfg = *cfg;
+    r->up.buf = malloc(RELAY_BUF);
+    r->down.buf = malloc(RELAY_BUF);
+    if (r->up.buf == NULL || r->down.buf == NULL) {
+        relay_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+void relay_free(struct relay *r)
+{
+    if (r == NULL)
+        return;
+    close_fd(&r->cfg.from_app_fd);
+    close_fd(&r->cfg.to_app_fd);
+    /* Plaintext of the connection: wipe before returning it. */
+    if (r->up.buf != NULL)
+        OPENSSL_cleanse(r->up.buf, RELAY_BUF);
+    if (r->down.buf != NULL)
+        OPENSSL_cleanse(r->down.buf, RELAY_BUF);
+    free(r->up.buf);
+    free(r->down.buf);
+    free(r);
+}
+
+const char *relay_result_name(int result)
+{
+    switch (result) {
+    case RELAY_DONE: return "done";
+    case RELAY_ERR_TIMEOUT: return "timeout";
+    case RELAY_ERR_TLS: return "tls error";
+    case RELAY_ERR_IO: return "i/o error";
+    case RELAY_ERR_TRUNCATED: return "truncated (no close_notify)";
+    }
+    return "unknown";
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -1;
+    if (fl & O_NONBLOCK)
+        return 0;
+    return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* The first queued OpenSSL error as text, or what errno says. */
+static void tls_reason(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char buf[256];
+
+    if (e != 0) {
+        ERR_error_string_n(e, buf, sizeof buf);
+        snprintf(err, errlen, "%s: %s", what, buf);
+    } else if (errno != 0) {
+        snprintf(err, errlen, "%s: %s", what, strerror(errno));
+    } else {
+        snprintf(err, errlen, "%s: connection closed by peer", what);
+    }
+    ERR_clear_error();
+}
+
+int relay_handshake(struct relay *r, SSL *ssl, int timeout_ms, char *err,
+                    size_t errlen)
+{
+    long long deadline = now_ms() + timeout_ms;
+
+    if (set_nonblock(r->cfg.net_rfd) < 0 || set_nonblock(r->cfg.net_wfd) < 0) {
+        snprintf(err, errlen, "non-blocking socket: %s", strerror(errno));
+        return RELAY_ERR_IO;
+    }
+    for (;;) {
+        struct pollfd p;
+        long long left;
+        int rc, e;
+
+        ERR_clear_error();
+        errno = 0;
+        rc = SSL_accept(ssl);
+        if (rc == 1)
+            return RELAY_DONE;
+        e = SSL_get_error(ssl, rc);
+        if (e == SSL_ERROR_WANT_READ) {
+            p.fd = r->cfg.net_rfd;
+            p.events = POLLIN;
+        } else if (e == SSL_ERROR_WANT_WRITE) {
+            p.fd = r->cfg.net_wfd;
+            p.events = POLLOUT;
+        } else {
+            tls_reason(err, errlen, "handshake failed");
+            return RELAY_ERR_TLS;
+        }
+        left = deadline - now_ms();
+        if (left <= 0) {
+            snprintf(err, errlen, "handshake timed out after %d ms",
+                     timeout_ms);
+            return RELAY_ERR_TIMEOUT;
+        }
+        p.revents = 0;
+        rc = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        if (rc < 0 && errno != EINTR) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            return RELAY_ERR_IO;
+        }
+    }
+}
+
+/* peer -> app: take records from TLS into the buffer while there is room
+ * for a whole record.  Returns 1 if anything moved, 0 if not, or a
+ * negative relay_result. */
+static int down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
+                     char *err, size_t errlen)
+{
+    struct direction *d = &r->down;
+    int moved = 0;
+
+    d->want = WANT_NONE;
+    while (!d->eof && !d->done) {
+        size_t end = d->off + d->len;
+        int n, e;
+
+        if (d->len == 0)
+            d->off = end = 0;
+        if (RELAY_BUF - end < TLS_RECORD)
+            break; /* no room for a record: drain to the app first */
+        ERR_clear_error();
+        errno = 0;
+        n = SSL_read(ssl, d->buf + end, (int)(RELAY_BUF - end));
+        if (n > 0) {
+            d->len += (size_t)n;
+            moved = 1;
+            continue;
+        }
+        e = SSL_get_error(ssl, n);
+        if (e == SSL_ERROR_WANT_READ) {
+            d->want = WANT_NET_READ;
+            break;
+        }
+        if (e == SSL_ERROR_WANT_WRITE) {
+            d->want = WANT_NET_WRITE;
+            break;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            /* close_notify, or a bare EOF when lenient (see SSL options) */
+            st->peer_closed = 1;
+            d->eof = 1;
+            return 1;
+        }
+        if (e == SSL_ERROR_SSL &&
+            ERR_GET_REASON(ERR_peek_last_error()) ==
+                SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            /* Only reported when SSL_OP_IGNORE_UNEXPECTED_EOF is off, i.e.
+             * a bare EOF was declared an error (strict close). */
+            snprintf(err, errlen, "peer closed without close_notify");
+            ERR_clear_error();
+            return RELAY_ERR_TRUNCATED;
+        }
+        tls_reason(err, errlen, "reading from peer");
+        return e == SSL_ERROR_SYSCALL ? RELAY_ERR_IO : RELAY_ERR_TLS;
+    }
+    return moved;
+}
+
+/* peer -> app: write the buffer into the app's pipe. */
+static int down_drain(struct relay *r, struct relay_stats *st)
+{
+    struct direction *d = &r->down;
+    int moved = 0;
+
+    while (d->len > 0 && !d->done) {
+        ssize_t n = write(r->cfg.to_app_fd, d->buf + d->off, d->len);
+        if (n > 0) {
+            d->off += (size_t)n;
+            d->len -= (size_t)n;
+            st->bytes_to_app += (uint64_t)n;
+            moved = 1;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        /* EPIPE: the app closed its read side; what it will not read is
+         * dropped and this direction is over. */
+        d->len = 0;
+        d->done = 1;
+        close_fd(&r->cfg.to_app_fd);
+        return 1;
+    }
+    if (d->eof && d->len == 0 && !d->done) {
+        d->done = 1;
+        close_fd(&r->cfg.to_app_fd); /* the app sees EOF */
+        moved = 1;
+    }
+    return moved;
+}
+
+/* app -> peer: read plaintext from the app's pipe. */
+static int up_fill(struct relay *r)
+{
+    struct direction *d = &r->up;
+
+    if (d->len > 0 || d->eof)
+        return 0;
+    d->off = 0;
+    for (;;) {
+        ssize_t n = read(r->cfg.from_app_fd, d->buf, RELAY_BUF);
+        if (n > 0) {
+            d->len = (size_t)n;
+            return 1;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        d->eof = 1; /* EOF, or an error that ends it the same way */
+        close_fd(&r->cfg.from_app_fd);
+        return 1;
+    }
+}
+
+/* app -> peer: encrypt the buffer a record at a time. */
+static int up_send(struct relay *r, SSL *ssl, struct relay_stats *st,
+                   char *err, size_t errlen)
+{
+    struct direction *d = &r->up;
+    int moved = 0;
+
+    d->want = WANT_NONE;
+    while (d->len > 0 && !d->done) {
+        size_t chunk = d->len < TLS_RECORD ? d->len : TLS_RECORD;
+        int n, e;
+
+        ERR_clear_error();
+        errno = 0;
+        n = SSL_write(ssl, d->buf + d->off, (int)chunk);
+        if (n > 0) {
+            d->off += (size_t)n;
+            d->len -= (size_t)n;
+            st->bytes_to_peer += (uint64_t)n;
+            moved = 1;
+            continue;
+        }
+        e = SSL_get_error(ssl, n);
+        if (e == SSL_ERROR_WANT_WRITE) {
+            d->want = WANT_NET_WRITE;
+            return moved;
+        }
+        if (e == SSL_ERROR_WANT_READ) {
+            d->want = WANT_NET_READ;
+            return moved;
+        }
+        tls_reason(err, errlen, "writing to peer");
+        return e == SSL_ERROR_SYSCALL ? RELAY_ERR_IO : RELAY_ERR_TLS;
+    }
+    return moved;
+}
+
+/* app -> peer ended: say so to the peer, once everything is sent. */
+static int up_finish(struct relay *r, SSL *ssl, char *err, size_t errlen)
+{
+    struct direction *d = &r->up;
+    int rc, e;
+
+    if (!d->eof || d->len > 0 || d->done)
+        return 0;
+    if (r->cfg.tcp_half_close) {
+        if (shutdown(r->cfg.net_wfd, SHUT_WR) < 0 && errno != ENOTCONN &&
+            errno != ENOTSOCK) {
+            snprintf(err, errlen, "shutdown: %s", strerror(errno));
+            return RELAY_ERR_IO;
+        }
+        d->done = 1;
+        return 1;
+    }
+    ERR_clear_error();
+    errno = 0;
+    rc = SSL_shutdown(ssl);
+    if (rc >= 0) { /* 0: ours sent, peer's not yet seen; 1: both */
+        d->done = 1;
+        r->shutdown_want = WANT_NONE;
+        r->close_notify_sent = 1;
+        return 1;
+    }
+    e = SSL_get_error(ssl, rc);
+    if (e == SSL_ERROR_WANT_WRITE) {
+        r->shutdown_want = WANT_NET_WRITE;
+        return 0;
+    }
+    if (e == SSL_ERROR_WANT_READ) {
+        r->shutdown_want = WANT_NET_READ;
+        return 0;
+    }
+    tls_reason(err, errlen, "sending close_notify");
+    return RELAY_ERR_IO;
+}
+
+/* One pass of every move that needs no waiting.  Returns >0 if something
+ * moved, 0 if everything waits, or a negative relay_result. */
+static int step(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
+                size_t errlen)
+{
+    int any = 0, rc;
+
+    if ((rc = down_fill(r, ssl, st, err, errlen)) < 0)
+        return rc;
+    any |= rc;
+    any |= down_drain(r, st);
+    if (r->down.done && !r->down.eof) {
+        r->down.eof = 1; /* app gone: stop reading from the peer */
+        r->down.want = WANT_NONE;
+    }
+    any |= up_fill(r);
+    if ((rc = up_send(r, ssl, st, err, errlen)) < 0)
+        return rc;
+    any |= rc;
+    if ((rc = up_finish(r, ssl, err, errlen)) < 0)
+        return rc;
+    return any | rc;
+}
+
+int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
+               size_t errlen)
+{
+    long long last_move = now_ms();
+    int rc;
+
+    memset(st, 0, sizeof *st);
+    if (set_nonblock(r->cfg.from_app_fd) < 0 ||
+        set_nonblock(r->cfg.to_app_fd) < 0) {
+        snprintf(err, errlen, "non-blocking pipe: %s", strerror(errno));
+        rc = RELAY_ERR_IO;
+        goto out;
+    }
+    for (;;) {
+        struct pollfd p[4];
+        int n = 0, timeout = -1, want_in, want_out;
+        int ready;
+
+        rc = step(r, ssl, st, err, errlen);
+        if (rc < 0)
+            goto out;
+        if (rc > 0) {
+            last_move = now_ms();
+            continue;
+        }
+        if (r->up.done && r->down.done) {
+            rc = RELAY_DONE;
+            goto out;
+        }
+
+        /* Nothing moves without waiting: poll what each side waits for. */
+        want_in = (!r->down.done && !r->down.eof && r->down.want == WANT_NET_READ) ||
+                  r->up.want == WANT_NET_READ || r->shutdown_want == WANT_NET_READ;
+        want_out = r->down.want == WANT_NET_WRITE || r->up.want == WANT_NET_WRITE ||
+                   r->shutdown_want == WANT_NET_WRITE;
+        if (r->cfg.net_rfd == r->cfg.net_wfd) {
+            p[n].fd = (want_in || want_out) ? r->cfg.net_rfd : -1;
+            p[n++].events = (short)((want_in ? POLLIN : 0) | (want_out ? POLLOUT : 0));
+        } else {
+            p[n].fd = want_in ? r->cfg.net_rfd : -1;
+            p[n++].events = POLLIN;
+            p[n].fd = want_out ? r->cfg.net_wfd : -1;
+            p[n++].events = POLLOUT;
+        }
+        /* The app's output is read only when the up buffer is free. */
+        p[n].fd = (r->up.len == 0 && !r->up.eof) ? r->cfg.from_app_fd : -1;
+        p[n++].events = POLLIN;
+        /* The app's input pipe is watched even with nothing to write:
+         * POLLERR tells that the app closed its read side. */
+        p[n].fd = r->down.done ? -1 : r->cfg.to_app_fd;
+        p[n++].events = r->down.len > 0 ? POLLOUT : 0;
+
+        if (r->cfg.idle_timeout_ms > 0) {
+            long long left = last_move + r->cfg.idle_timeout_ms - now_ms();
+            if (left <= 0) {
+                snprintf(err, errlen, "idle timeout: nothing moved for %d ms",
+                         r->cfg.idle_timeout_ms);
+                rc = RELAY_ERR_TIMEOUT;
+                goto out;
+            }
+            timeout = left > 60000 ? 60000 : (int)left;
+        }
+        for (int i = 0; i < n; i++)
+            p[i].revents = 0;
+        ready = poll(p, (nfds_t)n, timeout);
+        if (ready < 0 && errno != EINTR) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            rc = RELAY_ERR_IO;
+            goto out;
+        }
+        /* The app's read side vanished with nothing pending for it. */
+        if (ready > 0 && (p[n - 1].revents & (POLLERR | POLLHUP)) &&
+            r->down.len == 0 && !r->down.done) {
+            r->down.done = 1;
+            close_fd(&r->cfg.to_app_fd);
+        }
+    }
+out:
+    close_fd(&r->cfg.from_app_fd);
+    close_fd(&r->cfg.to_app_fd);
+    return rc;
+}

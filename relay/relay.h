@@ -1,0 +1,61 @@
+/* relay: moves bytes between a TLS connection and an application's pipes.
+ *
+ * Knows OpenSSL and file descriptors, nothing of processes or UCSPI.  One
+ * poll loop, one buffer per direction, backpressure both ways, half-close
+ * both ways, no busy waiting in any state. */
+#ifndef UCSPITLS_RELAY_H
+#define UCSPITLS_RELAY_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct relay_config {
+    int net_rfd;          /* fd the TLS records arrive on (set on the SSL too) */
+    int net_wfd;          /* fd the TLS records leave on (often == net_rfd) */
+    int from_app_fd;      /* plaintext from the app (we read); owned by the relay */
+    int to_app_fd;        /* plaintext for the app (we write); owned by the relay */
+    int tcp_half_close;   /* on app EOF: shutdown(SHUT_WR), no close_notify */
+    int idle_timeout_ms;  /* no byte either way for this long ends it; 0 = none */
+};
+
+enum relay_result {
+    RELAY_DONE = 0,           /* both directions ended cleanly */
+    RELAY_ERR_TIMEOUT = -1,   /* idle or handshake timeout */
+    RELAY_ERR_TLS = -2,       /* TLS protocol error or peer alert */
+    RELAY_ERR_IO = -3,        /* socket or pipe error */
+    RELAY_ERR_TRUNCATED = -4, /* peer EOF without close_notify (strict mode) */
+};
+
+struct relay_stats {
+    uint64_t bytes_to_peer;
+    uint64_t bytes_to_app;
+    int peer_closed; /* 1 when the peer ended its side cleanly */
+};
+
+struct relay;
+
+/* Allocates the relay and its buffers (call before the sandbox closes: the
+ * pump never allocates).  cfg is copied; the app fds in it become the
+ * relay's.  Returns NULL on allocation failure. */
+struct relay *relay_new(const struct relay_config *cfg);
+
+/* Frees the relay and closes the app fds it still holds; NULL is fine. */
+void relay_free(struct relay *r);
+
+/* Runs the TLS server handshake on ssl (whose fds are net_rfd/net_wfd, made
+ * non-blocking here) within timeout_ms.  Returns RELAY_DONE or an error
+ * code, with a one-line reason in err. */
+int relay_handshake(struct relay *r, SSL *ssl, int timeout_ms, char *err,
+                    size_t errlen);
+
+/* Pumps until both directions have ended or an error.  ssl must have
+ * completed its handshake.  Fills stats; returns a relay_result, with a
+ * reason in err on error.  On return the app fds are closed. */
+int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *stats,
+               char *err, size_t errlen);
+
+/* Human-readable name of a relay_result. */
+const char *relay_result_name(int result);
+
+#endif

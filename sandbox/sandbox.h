@@ -1,0 +1,61 @@
+/* sandbox: locks a process in before it touches untrusted input.
+ *
+ * Knows nothing of TLS or UCSPI: it drops ids, chroots, clears capabilities,
+ * sets rlimits and installs a seccomp allow-list chosen by role.  The order
+ * of the steps is fixed here (CONVENTIONS "Lock-in order") so that callers
+ * cannot get it wrong. */
+#ifndef UCSPITLS_SANDBOX_H
+#define UCSPITLS_SANDBOX_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Which syscall table the process gets. */
+enum sandbox_role {
+    SANDBOX_ROLE_WORKER, /* TLS worker: pump, handshake, reap the app */
+    SANDBOX_ROLE_KEYD,   /* key daemon: read requests, sign, answer */
+};
+
+struct sandbox_spec {
+    enum sandbox_role role;
+    uid_t uid;              /* target uid when privileged (never 0) */
+    gid_t gid;              /* target gid when privileged (never 0) */
+    const char *chroot_dir; /* empty root-owned directory; borrowed */
+    int max_fds;            /* RLIMIT_NOFILE; must exceed every fd polled */
+    pid_t app_pid;          /* worker: the only pid it may wait4() for */
+    int allow_splice;       /* worker: kTLS in use, allow splice() */
+};
+
+/* Locks the calling process in, in this order: rlimits, chroot + chdir,
+ * capability bounding set emptied, setgroups/setresgid/setresuid, checks that
+ * root cannot be regained and no capability is left, no_new_privs, not
+ * dumpable, seccomp allow-list (default action: kill the process).
+ * When the process is not root, chroot and id changes are skipped (and
+ * *unprivileged is set to 1); everything else still applies.
+ * Returns 0, or -1 with a reason in err (the process must then exit: it may
+ * be half-locked). */
+int sandbox_lock_in(const struct sandbox_spec *spec, int *unprivileged,
+                    char *err, size_t errlen);
+
+/* Checks at start-up that dir is fit to be a chroot: an existing directory,
+ * owned by root, writable by nobody else, and empty.  Returns 0 or -1 with a
+ * reason in err. */
+int sandbox_check_chroot_dir(const char *dir, char *err, size_t errlen);
+
+/* Creates dir (and its parent) as an empty root-owned 0755 directory if it is
+ * missing, then checks it as sandbox_check_chroot_dir does. */
+int sandbox_prepare_chroot_dir(const char *dir, char *err, size_t errlen);
+
+/* Installs only the seccomp filter of spec->role (used by sandbox tests and
+ * by sandbox_lock_in).  Returns 0 or -1 with a reason in err. */
+int sandbox_install_seccomp(const struct sandbox_spec *spec, char *err,
+                            size_t errlen);
+
+/* Calls fn(name, reason, arg) for every syscall the role may make, in table
+ * order: the seccomp audit as data. */
+void sandbox_policy_foreach(enum sandbox_role role,
+                            void (*fn)(const char *name, const char *reason,
+                                       void *arg),
+                            void *arg);
+
+#endif

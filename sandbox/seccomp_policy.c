@@ -1,0 +1,171 @@
+/* The seccomp allow-lists, one table per role.  Anything not listed kills
+ * the whole process (SCMP_ACT_KILL_PROCESS); the architecture check is done
+ * by libseccomp (a foreign-arch syscall also kills).  Each line says why the
+ * call is needed; argument checks narrow a line where they can. */
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+enum arg_check {
+    ARGS_ANY,       /* no argument narrowing */
+    ARGS_NO_EXEC,   /* arg 2 (prot) must not contain PROT_EXEC */
+    ARGS_FCNTL_FL,  /* fcntl: only F_GETFL / F_SETFL / F_GETFD */
+    ARGS_APP_PID,   /* arg 0 must be the app's pid */
+    ARGS_IF_SPLICE, /* allowed only when kTLS is in use */
+};
+
+struct rule {
+    const char *name;
+    enum arg_check check;
+    const char *reason;
+};
+
+static const struct rule WORKER_RULES[] = {
+    {"read", ARGS_ANY, "TLS records from the socket, plaintext from the app pipe, ctl command"},
+    {"write", ARGS_ANY, "TLS records to the socket, plaintext to the app pipe, Y reply, log lines"},
+    {"poll", ARGS_ANY, "the pump's one wait point"},
+    {"ppoll", ARGS_ANY, "poll() on architectures that implement it with ppoll"},
+    {"close", ARGS_ANY, "closing pipes and the socket as each side ends"},
+    {"shutdown", ARGS_ANY, "TCP half-close when asked for instead of close_notify"},
+    {"fcntl", ARGS_FCNTL_FL, "switching the socket to non-blocking when TLS starts"},
+    {"wait4", ARGS_APP_PID, "reaping the app (its own child) and learning its exit status"},
+    {"getpid", ARGS_ANY, "OpenSSL's fork-safety check in its random generator"},
+    {"getrandom", ARGS_ANY, "OpenSSL's DRBG reseeding (no /dev/urandom in the chroot)"},
+    {"brk", ARGS_ANY, "malloc"},
+    {"mmap", ARGS_NO_EXEC, "malloc of large blocks; never executable"},
+    {"munmap", ARGS_ANY, "free of large blocks"},
+    {"mremap", ARGS_ANY, "realloc of large blocks"},
+    {"mprotect", ARGS_NO_EXEC, "malloc arenas; never executable"},
+    {"madvise", ARGS_ANY, "free() returning memory"},
+    {"futex", ARGS_ANY, "OpenSSL's run-once locks"},
+    {"clock_gettime", ARGS_ANY, "timeouts and TLS times when the vDSO is unavailable"},
+    {"gettimeofday", ARGS_ANY, "TLS session times when the vDSO is unavailable"},
+    {"time", ARGS_ANY, "TLS session times when the vDSO is unavailable"},
+    {"rt_sigreturn", ARGS_ANY, "return from a signal handler"},
+    {"rt_sigprocmask", ARGS_ANY, "libc blocks signals around some calls"},
+    {"restart_syscall", ARGS_ANY, "kernel restart of an interrupted poll"},
+    {"splice", ARGS_IF_SPLICE, "kTLS: move data between pipe and socket in the kernel"},
+    {"exit", ARGS_ANY, "ending"},
+    {"exit_group", ARGS_ANY, "ending"},
+};
+
+static const struct rule KEYD_RULES[] = {
+    {"read", ARGS_ANY, "requests from workers"},
+    {"write", ARGS_ANY, "answers and log lines"},
+    {"recvmsg", ARGS_ANY, "requests (and new worker channels) from the master"},
+    {"sendmsg", ARGS_ANY, "answers to workers"},
+    {"poll", ARGS_ANY, "waiting on worker channels"},
+    {"ppoll", ARGS_ANY, "poll() on architectures that implement it with ppoll"},
+    {"close", ARGS_ANY, "dropping a worker's channel"},
+    {"getpid", ARGS_ANY, "OpenSSL's fork-safety check in its random generator"},
+    {"getrandom", ARGS_ANY, "ECDSA nonces and RSA-PSS salts"},
+    {"brk", ARGS_ANY, "malloc"},
+    {"mmap", ARGS_NO_EXEC, "malloc of large blocks; never executable"},
+    {"munmap", ARGS_ANY, "free of large blocks"},
+    {"mremap", ARGS_ANY, "realloc of large blocks"},
+    {"mprotect", ARGS_NO_EXEC, "malloc arenas; never executable"},
+    {"madvise", ARGS_ANY, "free() returning memory"},
+    {"futex", ARGS_ANY, "OpenSSL's run-once locks"},
+    {"clock_gettime", ARGS_ANY, "request timeouts when the vDSO is unavailable"},
+    {"rt_sigreturn", ARGS_ANY, "return from a signal handler"},
+    {"rt_sigprocmask", ARGS_ANY, "libc blocks signals around some calls"},
+    {"restart_syscall", ARGS_ANY, "kernel restart of an interrupted poll"},
+    {"exit", ARGS_ANY, "ending"},
+    {"exit_group", ARGS_ANY, "ending"},
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct rule *rules_of(enum sandbox_role role, size_t *n)
+{
+    if (role == SANDBOX_ROLE_KEYD) {
+        *n = NELEM(KEYD_RULES);
+        return KEYD_RULES;
+    }
+    *n = NELEM(WORKER_RULES);
+    return WORKER_RULES;
+}
+
+void sandbox_policy_foreach(enum sandbox_role role,
+                            void (*fn)(const char *, const char *, void *),
+                            void *arg)
+{
+    size_t n;
+    const struct rule *r = rules_of(role, &n);
+
+    for (size_t i = 0; i < n; i++)
+        fn(r[i].name, r[i].reason, arg);
+}
+
+static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr,
+                    const struct sandbox_spec *spec)
+{
+    switch (r->check) {
+    case ARGS_ANY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    case ARGS_NO_EXEC:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                                SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    case ARGS_FCNTL_FL: {
+        static const int cmds[] = {F_GETFL, F_SETFL, F_GETFD};
+        for (size_t i = 0; i < NELEM(cmds); i++) {
+            int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                                      SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)cmds[i]));
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    case ARGS_APP_PID:
+        if (spec->app_pid <= 0)
+            return 0; /* no app: the call stays forbidden */
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                                SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)spec->app_pid));
+    case ARGS_IF_SPLICE:
+        return spec->allow_splice ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) : 0;
+    }
+    return -EINVAL;
+}
+
+int sandbox_install_seccomp(const struct sandbox_spec *spec, char *err,
+                            size_t errlen)
+{
+    size_t n;
+    const struct rule *r = rules_of(spec->role, &n);
+#ifdef UCSPITLS_SECCOMP_TRAP
+    uint32_t deflt = SCMP_ACT_TRAP; /* debug builds: SIGSYS names the call */
+#else
+    uint32_t deflt = SCMP_ACT_KILL_PROCESS;
+#endif
+    scmp_filter_ctx ctx = seccomp_init(deflt);
+    int rc;
+
+    if (ctx == NULL) {
+        snprintf(err, errlen, "seccomp_init failed");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int nr = seccomp_syscall_resolve_name(r[i].name);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* not a syscall on this architecture */
+        rc = add_rule(ctx, &r[i], nr, spec);
+        if (rc < 0) {
+            snprintf(err, errlen, "seccomp rule for %s: %s", r[i].name,
+                     strerror(-rc));
+            seccomp_release(ctx);
+            return -1;
+        }
+    }
+    rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc < 0) {
+        snprintf(err, errlen, "seccomp_load: %s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}

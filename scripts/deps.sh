@@ -1,0 +1,39 @@
+#!/bin/sh
+# Installs the Debian packages a target needs, when they are missing.
+# usage: scripts/deps.sh build|test|bench
+# As root: apt-get installs what is missing.  Otherwise: prints the exact
+# command and fails, so that nothing half-works.
+set -eu
+
+build="gcc make cmake pkg-config libssl-dev libseccomp-dev libcap-dev openssl"
+test="$build python3 swaks ucspi-tcp curl socat procps"
+bench="$test stunnel4 hitch"
+
+case "${1:-build}" in
+build) want=$build ;;
+test) want=$test ;;
+bench) want=$bench ;;
+*) echo "usage: $0 build|test|bench" >&2; exit 100 ;;
+esac
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "missing packages:$missing" >&2
+    echo "run as root:  apt-get install -y$missing" >&2
+    exit 111
+fi
+echo "installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# The package lists may be stale or absent on a fresh machine: refresh once
+# if a plain install cannot find something.
+if ! apt-get install -y -q $missing; then
+    apt-get update -q
+    apt-get install -y -q $missing
+fi
