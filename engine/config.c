@@ -152,13 +152,13 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
                       int *exit_code)
 {
     const char *optstring = c->frontend == ENGINE_SERVER
-                                ? "+nNsSc:b:T:w:u:g:U1qQvVJjdDl:hHrRpPoOt:46x:X:zmZ3"
-                                : "+nNsST:w:u:g:UqQvVJjdDl:hHrRpPoOt:46zmZ3";
+                                ? "+:nNsSc:b:T:w:u:g:U1qQvVJjdDl:hHrRpPoOt:46x:X:zmZ3"
+                                : "+:nNsST:w:u:g:UqQvVJjdDl:hHrRpPoOt:46zmZ3";
     unsigned long v;
     int ch;
 
     opterr = 0;
-    optind = 1;
+    optind = 0; /* glibc: full re-initialisation, also for repeated calls */
     while ((ch = getopt_long(argc, argv, optstring, LONG_OPTS, NULL)) != -1) {
         char opt[3] = {'-', (char)optopt, '\0'};
         switch (ch) {
