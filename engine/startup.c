@@ -25,8 +25,8 @@ struct tls_context *engine_startup(const struct engine_config *cfg)
             return NULL;
         }
     } else {
-        log_line(LOG_INFO,
-                 "not running as root: workers keep uid %u and are not chrooted "
+        log_line(LOG_ERROR,
+                 "warning: not running as root: workers keep uid %u and are not chrooted "
                  "(no_new_privs, rlimits and seccomp still apply)",
                  (unsigned)geteuid());
     }
