@@ -19,6 +19,8 @@
 /* Big enough for several full 16 KiB records per pipe write. */
 #define RELAY_BUF 65536
 #define TLS_RECORD 16384
+/* How long a finished relay keeps draining a peer that is still sending. */
+#define LINGER_MS 2000
 
 enum want { WANT_NONE = 0, WANT_NET_READ = 1, WANT_NET_WRITE = 2 };
 
@@ -383,6 +385,32 @@ static int step(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
     return any | rc;
 }
 
+/* Closing a TCP socket with unread input makes the kernel send a reset,
+ * which can destroy our last records (the app's final reply, our
+ * close_notify) before the peer reads them.  So when we end while the peer
+ * may still be sending (the app stopped reading), half-close and discard
+ * its input until it closes too, for a bounded time (Apache's "lingering
+ * close"). */
+static void linger(struct relay *r)
+{
+    long long end = now_ms() + LINGER_MS;
+    char buf[4096];
+
+    if (shutdown(r->cfg.net_wfd, SHUT_WR) < 0 && errno == ENOTSOCK)
+        return;
+    for (;;) {
+        struct pollfd p = {.fd = r->cfg.net_rfd, .events = POLLIN, .revents = 0};
+        long long left = end - now_ms();
+        ssize_t n;
+
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return;
+        n = read(r->cfg.net_rfd, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            return;
+    }
+}
+
 int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
                size_t errlen)
 {
@@ -463,5 +491,7 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
 out:
     close_fd(&r->cfg.from_app_fd);
     close_fd(&r->cfg.to_app_fd);
+    if (rc == RELAY_DONE && !st->peer_closed)
+        linger(r);
     return rc;
 }

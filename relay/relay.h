@@ -51,7 +51,9 @@ int relay_handshake(struct relay *r, SSL *ssl, int timeout_ms, char *err,
 
 /* Pumps until both directions have ended or an error.  ssl must have
  * completed its handshake.  Fills stats; returns a relay_result, with a
- * reason in err on error.  On return the app fds are closed. */
+ * reason in err on error.  On return the app fds are closed.  When it ends
+ * cleanly before the peer closed, it half-closes the socket and drains the
+ * peer's input for up to 2 s so that no reset destroys the last records. */
 int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *stats,
                char *err, size_t errlen);
 
