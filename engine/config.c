@@ -106,6 +106,8 @@ static int parse_env(struct engine_config *c, int *exit_code)
     c->ciphers = getenv("CIPHERS");
     c->ciphersuites = getenv("CIPHERSUITES");
     c->dhfile = getenv("DHFILE");
+    c->bench_key_in_worker = getenv("UCSPITLS_BENCH_KEY_IN_WORKER") != NULL &&
+                             strcmp(getenv("UCSPITLS_BENCH_KEY_IN_WORKER"), "1") == 0;
     c->chroot_dir = getenv("SSL_CHROOT");
     if (c->chroot_dir == NULL || *c->chroot_dir == '\0')
         c->chroot_dir = ENGINE_DEFAULT_CHROOT;

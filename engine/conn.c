@@ -3,6 +3,7 @@
  * pump.  The worker is the app's parent and ends with its exit status. */
 #include "app.h"
 #include "internal.h"
+#include "keyprov.h"
 #include "log.h"
 #include "relay.h"
 #include "sandbox.h"
@@ -125,6 +126,8 @@ static int handshake(struct worker *w)
                                                    ? w->cfg->handshake_timeout_ms
                                                    : 0x7fffffff,
                              err, sizeof err);
+    /* One handshake per connection: nothing more will be signed. */
+    keyprov_close_channel();
     if (rc != RELAY_DONE) {
         log_line(LOG_ERROR, "tls %d %s", (int)getpid(), err);
         return -1;
@@ -224,7 +227,8 @@ static int run_delayed(struct worker *w)
 }
 
 int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
-               int net_rfd, int net_wfd, const struct conn_addr *addr)
+               int net_rfd, int net_wfd, const struct conn_addr *addr,
+               int keyd_channel)
 {
     struct worker w = {
         .cfg = cfg, .net_rfd = net_rfd, .net_wfd = net_wfd, .app = -1,
@@ -237,6 +241,10 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
     struct relay_config rc;
     int one = 1, code = ENGINE_EXIT_TEMPORARY;
 
+    /* Signatures for this connection's handshake come from keyd over this
+     * channel; the handshake timeout bounds each request too. */
+    keyprov_set_channel(keyd_channel, cfg->handshake_timeout_ms > 0
+                                          ? cfg->handshake_timeout_ms : 26000);
     /* A write to a vanished peer or app must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);

@@ -50,6 +50,11 @@ struct engine_config {
     const char *ciphers;      /* CIPHERS: TLS 1.2 list */
     const char *ciphersuites; /* CIPHERSUITES: TLS 1.3 list */
     const char *dhfile;
+
+    /* UCSPITLS_BENCH_KEY_IN_WORKER=1: no keyd, the key is loaded into the
+     * master (and so every worker).  Only for the benchmark that measures
+     * what key isolation costs; logged loudly. */
+    int bench_key_in_worker;
 };
 
 /* Address of one connection, as the app's environment will show it. */
@@ -86,7 +91,8 @@ int conn_addr_export(const struct conn_addr *a, const char *local_hostname);
 /* conn.c: serves one connection in the current process (the worker);
  * returns the exit code the process should end with. */
 int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
-               int net_rfd, int net_wfd, const struct conn_addr *addr);
+               int net_rfd, int net_wfd, const struct conn_addr *addr,
+               int keyd_channel);
 
 #ifdef UCSPITLS_TEST_HOOKS
 /* testhook.c (test builds only): tries the syscall named by
@@ -94,9 +100,14 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
 void engine_test_hook_after_lock_in(void);
 #endif
 
-/* startup.c: logging, the workers' root, the TLS context; NULL (after a
- * log line) on failure. */
-struct tls_context *engine_startup(const struct engine_config *cfg);
+struct keyd;
+/* startup.c: logging, the workers' root, keyd (started first, before any
+ * certificate is read), the TLS context; NULL (after a log line) on
+ * failure.  one_shot (tlsd): keyd serves one channel, returned in
+ * *channel. */
+struct tls_context *engine_startup(const struct engine_config *cfg,
+                                   struct keyd *keyd, int one_shot,
+                                   int *channel);
 
 /* util.c */
 int util_parse_uint(const char *s, unsigned long max, unsigned long *out);

@@ -2,6 +2,7 @@
  * It holds no per-connection state but a count, and never reads a byte
  * from a client. */
 #include "internal.h"
+#include "keyd.h"
 #include "log.h"
 
 #include <errno.h>
@@ -113,12 +114,39 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-static void reap_workers(const struct engine_config *cfg, int *active)
+/* keyd ended (killed, or crashed): handshakes in flight fail; start a new
+ * one for the connections to come.  Returns -1 when that fails too. */
+static int restart_keyd(const struct engine_config *cfg, struct keyd *keyd,
+                        int status)
+{
+    char err[512];
+
+    if (WIFSIGNALED(status))
+        log_line(LOG_ERROR, "keyd %d killed by signal %d: restarting it",
+                 (int)keyd->pid, WTERMSIG(status));
+    else
+        log_line(LOG_ERROR, "keyd %d exited with status %d: restarting it",
+                 (int)keyd->pid, WEXITSTATUS(status));
+    keyd_forget(keyd);
+    if (keyd_start(cfg, 0, keyd, NULL, err, sizeof err) < 0) {
+        log_line(LOG_ERROR, "fatal: keyd: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int reap_workers(const struct engine_config *cfg, struct keyd *keyd,
+                        int *active)
 {
     int status;
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == keyd->pid) {
+            if (restart_keyd(cfg, keyd, status) < 0)
+                return -1;
+            continue;
+        }
         (*active)--;
         if (WIFSIGNALED(status))
             log_line(LOG_ERROR, "end %d signal %d", (int)pid, WTERMSIG(status));
@@ -126,11 +154,12 @@ static void reap_workers(const struct engine_config *cfg, int *active)
             log_line(LOG_INFO, "end %d status %d", (int)pid, WEXITSTATUS(status));
         log_line(LOG_INFO, "status: %d/%d", *active, cfg->concurrency);
     }
+    return 0;
 }
 
 /* In the new worker process: never returns. */
 static void worker(const struct engine_config *cfg, struct tls_context *tls,
-                   int listener, int conn)
+                   struct keyd *keyd, int listener, int conn, int channel)
 {
     struct conn_addr addr;
 
@@ -138,16 +167,20 @@ static void worker(const struct engine_config *cfg, struct tls_context *tls,
     close(listener);
     close(signal_pipe[0]);
     close(signal_pipe[1]);
+    if (keyd->ctl >= 0)
+        close(keyd->ctl); /* only the master hands out channels */
     if (conn_addr_from_socket(conn, &addr) < 0)
         addr.have = 0;
-    _exit(conn_serve(cfg, tls, conn, conn, &addr));
+    _exit(conn_serve(cfg, tls, conn, conn, &addr, channel));
 }
 
 static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
-                       int listener, int *active, int *pause_ms)
+                       struct keyd *keyd, int listener, int *active,
+                       int *pause_ms)
 {
     struct conn_addr addr;
     pid_t pid;
+    int channel = -1;
     int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 
     if (conn < 0) {
@@ -160,9 +193,19 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
         }
         return;
     }
+    if (!cfg->bench_key_in_worker) {
+        channel = keyd_channel_new(keyd);
+        if (channel < 0) {
+            log_line(LOG_ERROR, "keyd unavailable: dropping a connection");
+            close(conn);
+            return;
+        }
+    }
     pid = fork();
     if (pid == 0)
-        worker(cfg, tls, listener, conn);
+        worker(cfg, tls, keyd, listener, conn, channel);
+    if (channel >= 0)
+        close(channel);
     if (pid < 0) {
         log_line(LOG_ERROR, "unable to fork: %s", strerror(errno));
         *pause_ms = 100;
@@ -183,23 +226,22 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
 int engine_serve(struct engine_config *cfg)
 {
     struct tls_context *tls;
+    struct keyd keyd;
     char err[512] = "";
-    int listener, active = 0, pause_ms = 0;
+    int listener, active = 0, pause_ms = 0, unused;
+    int code = ENGINE_EXIT_TEMPORARY;
 
-    tls = engine_startup(cfg);
+    tls = engine_startup(cfg, &keyd, 0, &unused);
     if (tls == NULL)
         return ENGINE_EXIT_TEMPORARY;
     listener = bind_listener(cfg, err, sizeof err);
     if (listener < 0) {
         log_line(LOG_ERROR, "fatal: %s", err);
-        tlsctx_free(tls);
-        return ENGINE_EXIT_TEMPORARY;
+        goto out;
     }
     if (install_signals() < 0) {
         log_line(LOG_ERROR, "fatal: unable to set up signals: %s", strerror(errno));
-        close(listener);
-        tlsctx_free(tls);
-        return ENGINE_EXIT_TEMPORARY;
+        goto out;
     }
     if (cfg->print_port) {
         printf("%d\n", bound_port(listener));
@@ -230,18 +272,22 @@ int engine_serve(struct engine_config *cfg)
             for (ssize_t i = 0; i < got; i++) {
                 if (sigs[i] == SIGTERM || sigs[i] == SIGINT) {
                     /* As tcpserver: stop listening; running connections
-                     * finish on their own. */
-                    close(listener);
-                    tlsctx_free(tls);
-                    return 0;
+                     * finish on their own (their handshakes are done or
+                     * fail without keyd). */
+                    code = 0;
+                    goto out;
                 }
             }
-            reap_workers(cfg, &active);
+            if (reap_workers(cfg, &keyd, &active) < 0)
+                goto out;
         }
         if (p[1].revents & POLLIN)
-            accept_one(cfg, tls, listener, &active, &pause_ms);
+            accept_one(cfg, tls, &keyd, listener, &active, &pause_ms);
     }
-    close(listener);
+out:
+    if (listener >= 0)
+        close(listener);
+    keyd_stop(&keyd);
     tlsctx_free(tls);
-    return ENGINE_EXIT_TEMPORARY;
+    return code;
 }

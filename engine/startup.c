@@ -1,6 +1,7 @@
 /* What both front ends do before serving: logging, the workers' root, the
  * TLS context.  All of it before any connection is touched. */
 #include "internal.h"
+#include "keyd.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -8,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-struct tls_context *engine_startup(const struct engine_config *cfg)
+struct tls_context *engine_startup(const struct engine_config *cfg,
+                                   struct keyd *keyd, int one_shot,
+                                   int *channel)
 {
     char err[512];
     struct tls_context *tls;
@@ -30,8 +33,23 @@ struct tls_context *engine_startup(const struct engine_config *cfg)
                  "(no_new_privs, rlimits and seccomp still apply)",
                  (unsigned)geteuid());
     }
-    tls = tlsctx_new(cfg, err, sizeof err);
-    if (tls == NULL)
+    *channel = -1;
+    keyd->pid = -1;
+    keyd->ctl = -1;
+    if (cfg->bench_key_in_worker) {
+        log_line(LOG_ERROR, "warning: UCSPITLS_BENCH_KEY_IN_WORKER=1: no keyd, "
+                            "the private key is in every worker (benchmarks only)");
+    } else if (keyd_start(cfg, one_shot, keyd, channel, err, sizeof err) < 0) {
         log_line(LOG_ERROR, "fatal: %s", err);
+        return NULL;
+    }
+    tls = tlsctx_new(cfg, err, sizeof err);
+    if (tls == NULL) {
+        log_line(LOG_ERROR, "fatal: %s", err);
+        keyd_stop(keyd);
+        if (*channel >= 0)
+            close(*channel);
+        *channel = -1;
+    }
     return tls;
 }

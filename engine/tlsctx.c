@@ -1,6 +1,7 @@
 /* The server SSL_CTX: built once in the master, inherited by every worker
  * through fork, so that the worker never opens a file. */
 #include "internal.h"
+#include "keyprov.h"
 #include "log.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #define DEFAULT_GROUPS "X25519:P-256:P-384"
 
 struct tls_context {
+    OSSL_LIB_CTX *libctx; /* the default provider and keyprov */
     SSL_CTX *ctx;
 };
 
@@ -56,23 +58,33 @@ static int load_certificates(SSL_CTX *ctx, const struct engine_config *cfg,
     return 0;
 }
 
-static int load_key(SSL_CTX *ctx, const struct engine_config *cfg, char *err,
-                    size_t errlen)
+/* The certificate's key, as a handle whose signatures keyd makes: the
+ * private key is never read here.  (UCSPITLS_BENCH_KEY_IN_WORKER=1 reads it
+ * here instead, for the benchmark that measures what isolation costs.) */
+static int use_key(struct tls_context *t, const struct engine_config *cfg,
+                   char *err, size_t errlen)
 {
-    const char *file = cfg->keyfile && *cfg->keyfile ? cfg->keyfile
-                       : cfg->certchainfile && *cfg->certchainfile
-                           ? cfg->certchainfile
-                           : cfg->certfile;
-    EVP_PKEY *key = keystore_load(file, err, errlen);
+    X509 *cert = SSL_CTX_get0_certificate(t->ctx);
+    EVP_PKEY *key;
     int rc = 0;
 
+    if (cfg->bench_key_in_worker) {
+        const char *file = cfg->keyfile && *cfg->keyfile ? cfg->keyfile
+                           : cfg->certchainfile && *cfg->certchainfile
+                               ? cfg->certchainfile
+                               : cfg->certfile;
+        key = keystore_load(file, err, errlen);
+    } else {
+        key = cert ? keyprov_handle_new(t->libctx, X509_get0_pubkey(cert), 0) : NULL;
+        if (key == NULL)
+            snprintf(err, errlen, "unsupported certificate key (RSA, EC and Ed25519 are)");
+    }
     if (key == NULL)
         return -1;
-    if (SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
+    if (SSL_CTX_use_PrivateKey(t->ctx, key) != 1 ||
+        SSL_CTX_check_private_key(t->ctx) != 1) {
         ERR_clear_error();
-        snprintf(err, errlen,
-                 "private key in %s does not match the certificate", file);
+        snprintf(err, errlen, "private key does not match the certificate");
         rc = -1;
     }
     EVP_PKEY_free(key);
@@ -111,7 +123,12 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    ctx = t->ctx = SSL_CTX_new(TLS_server_method());
+    t->libctx = OSSL_LIB_CTX_new();
+    if (t->libctx == NULL || keyprov_install(t->libctx) < 0) {
+        ssl_reason(err, errlen, "unable to set up the key provider", "");
+        goto fail;
+    }
+    ctx = t->ctx = SSL_CTX_new_ex(t->libctx, NULL, TLS_server_method());
     if (ctx == NULL) {
         ssl_reason(err, errlen, "SSL_CTX_new", "");
         goto fail;
@@ -155,7 +172,7 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
             goto fail;
     }
     if (load_certificates(ctx, cfg, err, errlen) < 0 ||
-        load_key(ctx, cfg, err, errlen) < 0)
+        use_key(t, cfg, err, errlen) < 0)
         goto fail;
     return t;
 fail:
@@ -173,5 +190,6 @@ void tlsctx_free(struct tls_context *t)
     if (t == NULL)
         return;
     SSL_CTX_free(t->ctx);
+    OSSL_LIB_CTX_free(t->libctx);
     free(t);
 }

@@ -55,10 +55,10 @@ static const struct rule WORKER_RULES[] = {
 };
 
 static const struct rule KEYD_RULES[] = {
-    {"read", ARGS_ANY, "requests from workers"},
-    {"write", ARGS_ANY, "answers and log lines"},
-    {"recvmsg", ARGS_ANY, "requests (and new worker channels) from the master"},
-    {"sendmsg", ARGS_ANY, "answers to workers"},
+    {"recvfrom", ARGS_ANY, "a request from a worker (recv on its channel)"},
+    {"sendto", ARGS_ANY, "the answer to a worker (send on its channel)"},
+    {"recvmsg", ARGS_ANY, "a new worker channel from the master (SCM_RIGHTS)"},
+    {"write", ARGS_ANY, "log lines on stderr"},
     {"poll", ARGS_ANY, "waiting on worker channels"},
     {"ppoll", ARGS_ANY, "poll() on architectures that implement it with ppoll"},
     {"close", ARGS_ANY, "dropping a worker's channel"},

@@ -1,0 +1,481 @@
+/* keyd (see keyd.h).  The master side starts it and hands it channels;
+ * the keyd side loads keys, locks in and serves. */
+#include "keyd.h"
+#include "keyd_proto.h"
+#include "log.h"
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define STATUS_MAX 512
+#define START_TIMEOUT_MS 10000
+
+struct channel {
+    int fd;
+    int signatures; /* answered so far on this channel */
+};
+
+struct keyd_state {
+    EVP_PKEY *key;
+    enum keyd_key_kind kind;
+    int ctl;
+    int one_shot;
+    struct channel *ch;
+    int nch, maxch;
+    unsigned char req[KEYD_REQ_MAX + 1];
+    unsigned char ans[KEYD_ANS_MAX];
+    unsigned char sig[KEYD_SIG_MAX];
+};
+
+/* ---------------- keyd side ---------------- */
+
+static void report(int ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void report(int ctl, const char *fmt, ...)
+{
+    char msg[STATUS_MAX];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof msg)
+        n = sizeof msg - 1;
+    if (send(ctl, msg, (size_t)n, MSG_NOSIGNAL) < 0) {
+    }
+}
+
+static const char *cert_file(const struct engine_config *cfg)
+{
+    return cfg->certchainfile && *cfg->certchainfile ? cfg->certchainfile : cfg->certfile;
+}
+
+static const char *key_file(const struct engine_config *cfg)
+{
+    return cfg->keyfile && *cfg->keyfile ? cfg->keyfile : cert_file(cfg);
+}
+
+/* Reads the key and proves it belongs to the certificate the master will
+ * present, so that a mismatch fails at start-up, not at the first client. */
+static int load_key(struct keyd_state *s, const struct engine_config *cfg,
+                    char *err, size_t errlen)
+{
+    FILE *f;
+    X509 *cert;
+
+    s->key = keystore_load(key_file(cfg), err, errlen);
+    if (s->key == NULL)
+        return -1;
+    if (EVP_PKEY_is_a(s->key, "RSA"))
+        s->kind = KEYD_KIND_RSA;
+    else if (EVP_PKEY_is_a(s->key, "EC"))
+        s->kind = KEYD_KIND_EC;
+    else if (EVP_PKEY_is_a(s->key, "ED25519"))
+        s->kind = KEYD_KIND_ED25519;
+    else {
+        snprintf(err, errlen, "%s: unsupported key type %s (RSA, EC and Ed25519 are)",
+                 key_file(cfg), EVP_PKEY_get0_type_name(s->key));
+        return -1;
+    }
+    f = fopen(cert_file(cfg), "re");
+    if (f == NULL) {
+        snprintf(err, errlen, "unable to read certificate file %s: %s",
+                 cert_file(cfg), strerror(errno));
+        return -1;
+    }
+    cert = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (cert == NULL) {
+        ERR_clear_error();
+        snprintf(err, errlen, "no usable certificate in %s", cert_file(cfg));
+        return -1;
+    }
+    if (EVP_PKEY_eq(X509_get0_pubkey(cert), s->key) != 1) {
+        X509_free(cert);
+        ERR_clear_error();
+        snprintf(err, errlen, "private key in %s does not match the certificate in %s",
+                 key_file(cfg), cert_file(cfg));
+        return -1;
+    }
+    X509_free(cert);
+    return 0;
+}
+
+/* Hashes, pads and signs: the one place a private key is used. */
+static int sign(struct keyd_state *s, const struct keyd_request *req, size_t *len)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok;
+
+    *len = sizeof s->sig;
+    ok = m != NULL &&
+         EVP_DigestSignInit_ex(m, &pctx, keyd_scheme_digest(req->scheme), NULL,
+                               NULL, s->key, NULL) == 1;
+    if (ok && s->kind == KEYD_KIND_RSA) {
+        if (keyd_scheme_is_pss(req->scheme))
+            ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+                 EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
+        else
+            ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
+    }
+    ok = ok && EVP_DigestSign(m, s->sig, len, req->tbs, req->tbs_len) == 1;
+    EVP_MD_CTX_free(m);
+    ERR_clear_error();
+    return ok ? 0 : -1;
+}
+
+/* Fetches every algorithm and seeds the random generator while files can
+ * still be opened: the locked-in keyd can do neither. */
+static int warm_up(struct keyd_state *s)
+{
+    static const uint8_t schemes[] = {KEYD_ECDSA_SHA256, KEYD_ECDSA_SHA384,
+                                      KEYD_RSA_PSS_SHA256, KEYD_RSA_PKCS1_SHA256,
+                                      KEYD_ED25519};
+    unsigned char tbs[64 + 33 + 1 + 32];
+    struct keyd_request req = {0, 0, sizeof tbs, tbs};
+    size_t len;
+    int any = 0;
+
+    memset(tbs, 0x20, 64);
+    memcpy(tbs + 64, "TLS 1.3, server CertificateVerify", 33);
+    memset(tbs + 97, 0, sizeof tbs - 97);
+    for (size_t i = 0; i < sizeof schemes; i++) {
+        req.scheme = schemes[i];
+        if (keyd_scheme_allowed(req.scheme, s->kind, KEYD_SHAPE_TLS13_CV) ||
+            (req.scheme == KEYD_RSA_PKCS1_SHA256 && s->kind == KEYD_KIND_RSA)) {
+            if (sign(s, &req, &len) < 0)
+                return -1;
+            any = 1;
+        }
+    }
+    OPENSSL_cleanse(s->sig, sizeof s->sig);
+    return any ? 0 : -1;
+}
+
+static void drop_channel(struct keyd_state *s, int i)
+{
+    close(s->ch[i].fd);
+    s->ch[i] = s->ch[--s->nch];
+}
+
+/* One request from channel i.  Anything but a well-formed request for a TLS
+ * handshake signature, within the channel's allowance, ends the channel. */
+static void serve_request(struct keyd_state *s, int i)
+{
+    struct keyd_request req;
+    ssize_t n = recv(s->ch[i].fd, s->req, sizeof s->req, MSG_TRUNC | MSG_DONTWAIT);
+    const char *why = NULL;
+    enum keyd_shape shape;
+    size_t len = 0;
+    int out;
+
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        drop_channel(s, i); /* the worker is gone */
+        return;
+    }
+    if ((size_t)n > KEYD_REQ_MAX || keyd_request_decode(s->req, (size_t)n, &req) < 0)
+        why = "malformed request";
+    else if (req.key_id != 0)
+        why = "unknown key id";
+    else if ((shape = keyd_tbs_shape(req.tbs, req.tbs_len)) == KEYD_SHAPE_NONE)
+        why = "not a TLS handshake signature input";
+    else if (!keyd_scheme_allowed(req.scheme, s->kind, shape))
+        why = "scheme not allowed for this key and input";
+    else if (s->ch[i].signatures >= KEYD_SIGNATURES_PER_CHANNEL)
+        why = "signature allowance of the connection used up";
+    else if (sign(s, &req, &len) < 0)
+        why = "signing failed";
+    if (why != NULL) {
+        log_line(LOG_ERROR, "keyd: refused a request (%zd bytes): %s", n, why);
+        out = keyd_answer_encode(0, NULL, 0, s->ans, sizeof s->ans);
+        if (out > 0 && send(s->ch[i].fd, s->ans, (size_t)out, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        }
+        drop_channel(s, i);
+        return;
+    }
+    s->ch[i].signatures++;
+    out = keyd_answer_encode(1, s->sig, len, s->ans, sizeof s->ans);
+    OPENSSL_cleanse(s->sig, sizeof s->sig);
+    if (out < 0 || send(s->ch[i].fd, s->ans, (size_t)out, MSG_NOSIGNAL | MSG_DONTWAIT) != out)
+        drop_channel(s, i);
+}
+
+/* A channel handed over by the master (SCM_RIGHTS).  Returns -1 when the
+ * master is gone. */
+static int accept_channel(struct keyd_state *s)
+{
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr msg = {0};
+    struct cmsghdr *c;
+    ssize_t n;
+    int fd = -1;
+
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    n = recvmsg(s->ctl, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return 0;
+    if (n <= 0)
+        return -1;
+    c = CMSG_FIRSTHDR(&msg);
+    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    if (fd < 0)
+        return 0;
+    if (s->nch == s->maxch) {
+        log_line(LOG_ERROR, "keyd: too many channels (%d), refusing one", s->maxch);
+        close(fd);
+        return 0;
+    }
+    s->ch[s->nch].fd = fd;
+    s->ch[s->nch].signatures = 0;
+    s->nch++;
+    return 0;
+}
+
+static int serve(struct keyd_state *s)
+{
+    struct pollfd *p = calloc((size_t)s->maxch + 1, sizeof *p);
+
+    if (p == NULL)
+        return ENGINE_EXIT_TEMPORARY;
+    for (;;) {
+        int n = 0, nch = s->nch;
+
+        if (s->one_shot && s->nch == 0)
+            break;
+        p[n].fd = s->ctl;
+        p[n++].events = POLLIN;
+        for (int i = 0; i < nch; i++) {
+            p[n].fd = s->ch[i].fd;
+            p[n++].events = POLLIN;
+        }
+        if (poll(p, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        /* channels first, from the end, since dropping one moves the last */
+        for (int i = nch - 1; i >= 0; i--)
+            if (p[1 + i].revents)
+                serve_request(s, i);
+        if (p[0].revents && accept_channel(s) < 0)
+            break; /* master gone: so are we */
+    }
+    free(p);
+    return 0;
+}
+
+static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
+                      int maxch)
+{
+    static struct keyd_state s;
+    struct sandbox_spec spec = {
+        .role = SANDBOX_ROLE_KEYD,
+        .uid = cfg->worker_uid,
+        .gid = cfg->worker_gid,
+        .chroot_dir = cfg->chroot_dir,
+        .max_fds = maxch + 8,
+        .app_pid = -1,
+        .allow_splice = 0,
+    };
+    char err[STATUS_MAX - 16];
+    int devnull, unprivileged;
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_IGN); /* the master decides; Ctrl-C reaches it */
+    /* tlsd's fds 0/1 are the client's connection: not keyd's business */
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0) {
+        report(ctl, "error: /dev/null: %s", strerror(errno));
+        _exit(ENGINE_EXIT_TEMPORARY);
+    }
+    close(devnull);
+    /* A restarted keyd is forked from a running master: drop its listener
+     * and everything else that is not keyd's. */
+    for (int fd = 3; fd < 4096; fd++)
+        if (fd != ctl && fd != channel)
+            close(fd);
+    s.ctl = ctl;
+    s.one_shot = channel >= 0;
+    s.maxch = maxch;
+    s.ch = calloc((size_t)maxch, sizeof *s.ch);
+    if (s.ch == NULL) {
+        report(ctl, "error: out of memory");
+        _exit(ENGINE_EXIT_TEMPORARY);
+    }
+    if (channel >= 0) {
+        s.ch[0].fd = channel;
+        s.nch = 1;
+    }
+    if (load_key(&s, cfg, err, sizeof err) < 0) {
+        report(ctl, "error: %s", err);
+        _exit(ENGINE_EXIT_TEMPORARY);
+    }
+    if (warm_up(&s) < 0) {
+        report(ctl, "error: the key in %s cannot sign", key_file(cfg));
+        _exit(ENGINE_EXIT_TEMPORARY);
+    }
+    if (sandbox_lock_in(&spec, &unprivileged, err, sizeof err) < 0) {
+        report(ctl, "error: keyd lock-in: %s", err);
+        _exit(ENGINE_EXIT_TEMPORARY);
+    }
+    report(ctl, "ok");
+    _exit(serve(&s));
+}
+
+/* ---------------- master side ---------------- */
+
+int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
+               int *channel, char *err, size_t errlen)
+{
+    int ctl[2] = {-1, -1}, ch[2] = {-1, -1};
+    char status[STATUS_MAX + 1];
+    struct pollfd p;
+    ssize_t n;
+    pid_t pid;
+
+    k->pid = -1;
+    k->ctl = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
+        (one_shot && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch) < 0)) {
+        snprintf(err, errlen, "keyd: socketpair: %s", strerror(errno));
+        goto fail;
+    }
+    pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "keyd: fork: %s", strerror(errno));
+        goto fail;
+    }
+    if (pid == 0) {
+        close(ctl[0]);
+        if (ch[0] >= 0)
+            close(ch[0]);
+        keyd_main(cfg, ctl[1], ch[1], one_shot ? 1 : cfg->concurrency * 2 + 16);
+    }
+    close(ctl[1]);
+    ctl[1] = -1;
+    if (ch[1] >= 0)
+        close(ch[1]);
+    ch[1] = -1;
+    k->pid = pid;
+    k->ctl = ctl[0];
+    ctl[0] = -1;
+
+    /* keyd says "ok" or why not, once its keys are loaded and it is locked in */
+    p.fd = k->ctl;
+    p.events = POLLIN;
+    p.revents = 0;
+    while (poll(&p, 1, START_TIMEOUT_MS) < 0 && errno == EINTR)
+        ;
+    n = (p.revents & (POLLIN | POLLHUP)) ? recv(k->ctl, status, STATUS_MAX, 0) : -1;
+    if (n <= 0) {
+        snprintf(err, errlen, "keyd did not start (no report within %d s)",
+                 START_TIMEOUT_MS / 1000);
+        goto fail_child;
+    }
+    status[n] = '\0';
+    if (strcmp(status, "ok") != 0) {
+        snprintf(err, errlen, "%s", strncmp(status, "error: ", 7) == 0 ? status + 7 : status);
+        goto fail_child;
+    }
+    if (channel != NULL)
+        *channel = ch[0];
+    return 0;
+
+fail_child:
+    keyd_stop(k);
+fail:
+    if (ctl[0] >= 0) close(ctl[0]);
+    if (ctl[1] >= 0) close(ctl[1]);
+    if (ch[0] >= 0) close(ch[0]);
+    if (ch[1] >= 0) close(ch[1]);
+    return -1;
+}
+
+int keyd_channel_new(struct keyd *k)
+{
+    int sv[2];
+    char byte = 'c';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr msg = {0};
+    struct cmsghdr *c;
+
+    if (k->ctl < 0)
+        return -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    memset(&u, 0, sizeof u);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+    if (sendmsg(k->ctl, &msg, MSG_NOSIGNAL) != 1) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    close(sv[1]);
+    return sv[0];
+}
+
+void keyd_forget(struct keyd *k)
+{
+    if (k->ctl >= 0)
+        close(k->ctl);
+    k->ctl = -1;
+    k->pid = -1;
+}
+
+void keyd_stop(struct keyd *k)
+{
+    int status;
+
+    if (k->ctl >= 0)
+        close(k->ctl);
+    k->ctl = -1;
+    if (k->pid > 0) {
+        kill(k->pid, SIGTERM);
+        while (waitpid(k->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    }
+    k->pid = -1;
+}

@@ -1,0 +1,37 @@
+/* keyd: the root-started process that alone holds the private keys.
+ *
+ * Forked before the master loads anything; reads the key files, checks each
+ * against its certificate, locks itself in (chroot, unprivileged ids, no
+ * capabilities, seccomp) and then only answers signature requests, one
+ * channel per worker, each request checked (keyd_proto.h). */
+#ifndef UCSPITLS_ENGINE_KEYD_H
+#define UCSPITLS_ENGINE_KEYD_H
+
+#include "internal.h"
+
+struct keyd {
+    pid_t pid;   /* -1 when not running */
+    int ctl;     /* master <-> keyd control socket; -1 when not running */
+};
+
+/* Starts keyd for cfg's key and waits for its start-up report.  With
+ * one_shot (tlsd) keyd serves a single channel, returned in *channel, and
+ * exits when it closes; otherwise channels come from keyd_channel_new().
+ * Returns 0, or -1 with keyd's (or our) reason in err. */
+int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
+               int *channel, char *err, size_t errlen);
+
+/* Master: a new channel for one worker: a socketpair whose other end is
+ * handed to keyd.  Returns the worker's end (O_CLOEXEC) or -1. */
+int keyd_channel_new(struct keyd *k);
+
+/* Master: forget a keyd that has exited (after waitpid). */
+void keyd_forget(struct keyd *k);
+
+/* Master: stops keyd (closing its control socket ends it). */
+void keyd_stop(struct keyd *k);
+
+/* Largest number of signatures one channel (one connection) may ask for. */
+#define KEYD_SIGNATURES_PER_CHANNEL 1
+
+#endif

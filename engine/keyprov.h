@@ -1,0 +1,33 @@
+/* keyprov: a built-in OpenSSL 3 provider whose private keys are handles.
+ *
+ * A handle carries the public key (taken from the certificate) and a key id;
+ * signing with it sends {key id, scheme, to-be-signed bytes} to keyd over
+ * the process's keyd channel and waits for the signature.  The private key
+ * itself never exists in a process that uses these handles. */
+#ifndef UCSPITLS_ENGINE_KEYPROV_H
+#define UCSPITLS_ENGINE_KEYPROV_H
+
+#include <openssl/evp.h>
+#include <stdint.h>
+
+#define KEYPROV_NAME "ucspitls-keyd"
+
+/* Registers the provider in libctx and loads it beside "default", with a
+ * default property query that keeps ordinary fetches off it.  Returns 0 or
+ * -1. */
+int keyprov_install(OSSL_LIB_CTX *libctx);
+
+/* A private-key handle for the public key pub (borrowed; typically the
+ * certificate's) whose signatures keyd makes with key key_id.  Returns a
+ * new EVP_PKEY (owned by the caller) or NULL. */
+EVP_PKEY *keyprov_handle_new(OSSL_LIB_CTX *libctx, EVP_PKEY *pub,
+                             uint16_t key_id);
+
+/* Sets this process's channel to keyd (owned from now on; -1 for none) and
+ * the time a signature may take. */
+void keyprov_set_channel(int fd, int timeout_ms);
+
+/* Closes the channel: after the handshake nothing more is signed. */
+void keyprov_close_channel(void);
+
+#endif
