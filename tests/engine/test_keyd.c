@@ -1,0 +1,353 @@
+/* keyd: its decoder and signing policy on hostile input, then a live keyd
+ * (the real process, locked in) asked by a "compromised worker" to sign
+ * what it must not: each refused, the channel ended, keyd still serving;
+ * and what it must: a signature that verifies with the certificate's key. */
+#include "check.h"
+#include "internal.h"
+#include "keyd.h"
+#include "keyd_proto.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static unsigned char cv13[64 + 33 + 1 + 48];
+static unsigned char ske12[64 + 4 + 65];
+
+static void make_inputs(void)
+{
+    memset(cv13, 0x20, 64);
+    memcpy(cv13 + 64, "TLS 1.3, server CertificateVerify", 33);
+    cv13[97] = 0;
+    for (size_t i = 98; i < sizeof cv13; i++)
+        cv13[i] = (unsigned char)i;
+    for (int i = 0; i < 64; i++)
+        ske12[i] = (unsigned char)(i * 7);
+    ske12[64] = 3;    /* named_curve */
+    ske12[65] = 0x00; /* secp256r1 */
+    ske12[66] = 0x17;
+    ske12[67] = 65;
+    ske12[68] = 4;    /* uncompressed */
+    for (size_t i = 69; i < sizeof ske12; i++)
+        ske12[i] = (unsigned char)i;
+}
+
+static void test_decoder(void)
+{
+    unsigned char buf[KEYD_REQ_MAX + 8];
+    struct keyd_request r;
+    int n;
+
+    CHECK(keyd_request_decode(NULL, 0, &r) < 0);
+    CHECK(keyd_request_decode(buf, 0, &r) < 0);
+    n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, 130, buf, sizeof buf);
+    CHECK(n == KEYD_REQ_HEADER + 130);
+    CHECK(keyd_request_decode(buf, (size_t)n, &r) == 0 && r.tbs_len == 130);
+    CHECK(keyd_request_decode(buf, (size_t)n - 1, &r) < 0); /* short */
+    CHECK(keyd_request_decode(buf, (size_t)n + 1, &r) < 0); /* trailing byte */
+    buf[0] = 2;
+    CHECK(keyd_request_decode(buf, (size_t)n, &r) < 0); /* version */
+    buf[0] = 1;
+    buf[1] = 0;
+    CHECK(keyd_request_decode(buf, (size_t)n, &r) < 0); /* scheme 0 */
+    buf[1] = KEYD_SCHEME_END;
+    CHECK(keyd_request_decode(buf, (size_t)n, &r) < 0); /* unknown scheme */
+    buf[1] = KEYD_ECDSA_SHA256;
+    buf[4] = 0xff; /* length field lies */
+    CHECK(keyd_request_decode(buf, (size_t)n, &r) < 0);
+    buf[4] = 0;
+    buf[5] = 0;
+    CHECK(keyd_request_decode(buf, KEYD_REQ_HEADER, &r) < 0); /* empty tbs */
+    CHECK(keyd_request_decode(buf, sizeof buf, &r) < 0);      /* over max */
+    CHECK(keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, KEYD_TBS_MAX + 1, buf, sizeof buf) < 0);
+
+    /* answers */
+    {
+        const unsigned char *sig;
+        unsigned char ans[KEYD_ANS_MAX];
+        n = keyd_answer_encode(1, (const unsigned char *)"abc", 3, ans, sizeof ans);
+        CHECK(keyd_answer_decode(ans, (size_t)n, &sig) == 3 && memcmp(sig, "abc", 3) == 0);
+        CHECK(keyd_answer_decode(ans, (size_t)n - 1, &sig) < 0);
+        n = keyd_answer_encode(0, NULL, 0, ans, sizeof ans);
+        CHECK(keyd_answer_decode(ans, (size_t)n, &sig) < 0); /* refusal */
+    }
+}
+
+static void test_shapes(void)
+{
+    unsigned char t[256];
+
+    CHECK(keyd_tbs_shape(cv13, sizeof cv13) == KEYD_SHAPE_TLS13_CV);
+    CHECK(keyd_tbs_shape(cv13, 64 + 33 + 1 + 32) == KEYD_SHAPE_TLS13_CV);
+    CHECK(keyd_tbs_shape(cv13, 64 + 33 + 1 + 33) == KEYD_SHAPE_NONE);
+    memcpy(t, cv13, sizeof cv13);
+    memcpy(t + 64, "TLS 1.3, client CertificateVerify", 33); /* client context */
+    CHECK(keyd_tbs_shape(t, sizeof cv13) == KEYD_SHAPE_NONE);
+    memcpy(t, cv13, sizeof cv13);
+    t[10] = 0x21;
+    CHECK(keyd_tbs_shape(t, sizeof cv13) == KEYD_SHAPE_NONE);
+    memcpy(t, cv13, sizeof cv13);
+    t[97] = 1; /* separator */
+    CHECK(keyd_tbs_shape(t, sizeof cv13) == KEYD_SHAPE_NONE);
+
+    CHECK(keyd_tbs_shape(ske12, sizeof ske12) == KEYD_SHAPE_TLS12_SKE);
+    CHECK(keyd_tbs_shape(ske12, sizeof ske12 - 1) == KEYD_SHAPE_NONE);
+    memcpy(t, ske12, sizeof ske12);
+    t[68] = 2; /* compressed point */
+    CHECK(keyd_tbs_shape(t, sizeof ske12) == KEYD_SHAPE_NONE);
+    memcpy(t, ske12, sizeof ske12);
+    t[64] = 1; /* explicit curve */
+    CHECK(keyd_tbs_shape(t, sizeof ske12) == KEYD_SHAPE_NONE);
+    memcpy(t, ske12, sizeof ske12);
+    t[66] = 0x1d; /* x25519 with a P-256 sized point */
+    CHECK(keyd_tbs_shape(t, sizeof ske12) == KEYD_SHAPE_NONE);
+    t[67] = 32;
+    CHECK(keyd_tbs_shape(t, 64 + 4 + 32) == KEYD_SHAPE_TLS12_SKE);
+    memset(t, 'A', sizeof t);
+    CHECK(keyd_tbs_shape(t, 36) == KEYD_SHAPE_NONE); /* an RSA key exchange */
+    CHECK(keyd_tbs_shape(t, 200) == KEYD_SHAPE_NONE);
+    CHECK(keyd_tbs_shape(NULL, 0) == KEYD_SHAPE_NONE);
+
+    CHECK(keyd_scheme_allowed(KEYD_RSA_PKCS1_SHA256, KEYD_KIND_RSA, KEYD_SHAPE_TLS13_CV) == 0);
+    CHECK(keyd_scheme_allowed(KEYD_RSA_PKCS1_SHA256, KEYD_KIND_RSA, KEYD_SHAPE_TLS12_SKE) == 1);
+    CHECK(keyd_scheme_allowed(KEYD_RSA_PSS_SHA256, KEYD_KIND_RSA, KEYD_SHAPE_TLS13_CV) == 1);
+    CHECK(keyd_scheme_allowed(KEYD_ECDSA_SHA256, KEYD_KIND_RSA, KEYD_SHAPE_TLS13_CV) == 0);
+    CHECK(keyd_scheme_allowed(KEYD_RSA_PSS_SHA256, KEYD_KIND_EC, KEYD_SHAPE_TLS13_CV) == 0);
+    CHECK(keyd_scheme_allowed(KEYD_ED25519, KEYD_KIND_ED25519, KEYD_SHAPE_TLS12_SKE) == 1);
+    CHECK(keyd_scheme_allowed(KEYD_ECDSA_SHA256, KEYD_KIND_EC, KEYD_SHAPE_NONE) == 0);
+}
+
+/* ---- a live keyd ---- */
+
+static char dir[64], certfile[128], keyfile[128], otherkey[128];
+static EVP_PKEY *pub;
+
+static void write_pem(const char *path, EVP_PKEY *key, X509 *cert)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        abort();
+    if (key)
+        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    if (cert)
+        PEM_write_X509(f, cert);
+    fclose(f);
+    chmod(path, 0600);
+}
+
+static void make_files(void)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256"), *other = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"keyd-test", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_sign(x, key, EVP_sha256());
+    snprintf(certfile, sizeof certfile, "%s/cert.pem", dir);
+    snprintf(keyfile, sizeof keyfile, "%s/key.pem", dir);
+    snprintf(otherkey, sizeof otherkey, "%s/other.pem", dir);
+    write_pem(certfile, NULL, x);
+    write_pem(keyfile, key, NULL);
+    write_pem(otherkey, other, NULL);
+    pub = X509_get_pubkey(x);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(other);
+}
+
+/* Sends one packet, returns the answer's signature length (>0), -1 for a
+ * refusal, and sets *closed if keyd ended the channel afterwards. */
+static int ask(int fd, const void *pkt, size_t len, unsigned char *sig, int *closed)
+{
+    unsigned char ans[KEYD_ANS_MAX];
+    const unsigned char *s;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ssize_t n;
+    int rc;
+
+    *closed = 0;
+    if (send(fd, pkt, len, MSG_NOSIGNAL) != (ssize_t)len)
+        return -2;
+    if (poll(&p, 1, 5000) != 1)
+        return -3; /* keyd must answer, not hang */
+    n = recv(fd, ans, sizeof ans, 0);
+    rc = n > 0 ? keyd_answer_decode(ans, (size_t)n, &s) : -1;
+    if (rc > 0)
+        memcpy(sig, s, (size_t)rc);
+    p.revents = 0;
+    if (rc < 0 && poll(&p, 1, 2000) == 1 && recv(fd, ans, sizeof ans, MSG_DONTWAIT) == 0)
+        *closed = 1;
+    return rc;
+}
+
+static int verifies(const unsigned char *sig, size_t len, const unsigned char *tbs,
+                    size_t tbs_len)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    int ok = EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, pub) == 1 &&
+             EVP_DigestVerify(m, sig, len, tbs, tbs_len) == 1;
+    EVP_MD_CTX_free(m);
+    return ok;
+}
+
+static struct engine_config config(const char *key)
+{
+    struct engine_config c;
+    memset(&c, 0, sizeof c);
+    c.progname = "test_keyd";
+    c.certfile = certfile;
+    c.keyfile = key;
+    c.worker_uid = 65534;
+    c.worker_gid = 65534;
+    c.chroot_dir = dir;
+    c.concurrency = 4;
+    return c;
+}
+
+static void test_live(void)
+{
+    struct engine_config c = config(keyfile);
+    struct keyd k;
+    char err[512];
+    unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
+    int n, closed, fd;
+
+    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) == 0);
+    if (k.pid <= 0) {
+        fprintf(stderr, "keyd did not start: %s\n", err);
+        return;
+    }
+
+    /* a good request, then a second one past the allowance */
+    fd = keyd_channel_new(&k);
+    CHECK(fd >= 0);
+    n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, sizeof cv13, pkt, sizeof pkt);
+    int len = ask(fd, pkt, (size_t)n, sig, &closed);
+    CHECK(len > 0 && verifies(sig, (size_t)len, cv13, sizeof cv13));
+    CHECK(ask(fd, pkt, (size_t)n, sig, &closed) == -1 && closed);
+    close(fd);
+
+    /* hostile requests: each refused, each channel ended */
+    {
+        static const char hello[] = "please sign this";
+        unsigned char big[KEYD_REQ_MAX + 40];
+        struct {
+            const char *what;
+            unsigned char buf[KEYD_REQ_MAX + 64];
+            size_t len;
+        } bad[6];
+        int nb = 0;
+
+        bad[nb].what = "non-TLS message";
+        bad[nb].len = (size_t)keyd_request_encode(KEYD_ECDSA_SHA256, 0,
+                                                  (const unsigned char *)hello,
+                                                  sizeof hello, bad[nb].buf, sizeof bad[nb].buf);
+        nb++;
+        bad[nb].what = "over-long packet";
+        memset(big, 0x20, sizeof big);
+        memcpy(bad[nb].buf, big, sizeof big);
+        bad[nb].len = sizeof big;
+        nb++;
+        bad[nb].what = "garbage";
+        memcpy(bad[nb].buf, "\x01\x07garbage", 9);
+        bad[nb].len = 9;
+        nb++;
+        bad[nb].what = "unknown key id";
+        bad[nb].len = (size_t)keyd_request_encode(KEYD_ECDSA_SHA256, 7, cv13, sizeof cv13,
+                                                  bad[nb].buf, sizeof bad[nb].buf);
+        nb++;
+        bad[nb].what = "RSA scheme on an EC key";
+        bad[nb].len = (size_t)keyd_request_encode(KEYD_RSA_PSS_SHA256, 0, cv13, sizeof cv13,
+                                                  bad[nb].buf, sizeof bad[nb].buf);
+        nb++;
+        bad[nb].what = "TLS 1.2 input with a bad point";
+        memcpy(pkt, ske12, sizeof ske12);
+        pkt[68] = 2;
+        bad[nb].len = (size_t)keyd_request_encode(KEYD_ECDSA_SHA256, 0, pkt, sizeof ske12,
+                                                  bad[nb].buf, sizeof bad[nb].buf);
+        nb++;
+        for (int i = 0; i < nb; i++) {
+            fd = keyd_channel_new(&k);
+            int rc = ask(fd, bad[i].buf, bad[i].len, sig, &closed);
+            if (rc != -1 || !closed)
+                fprintf(stderr, "%s: rc %d closed %d\n", bad[i].what, rc, closed);
+            CHECK(rc == -1 && closed);
+            close(fd);
+        }
+    }
+
+    /* keyd keeps serving others, including TLS 1.2 inputs, many at once */
+    {
+        int fds[8];
+        for (int i = 0; i < 8; i++)
+            fds[i] = keyd_channel_new(&k);
+        for (int i = 0; i < 8; i++) {
+            const unsigned char *tbs = (i & 1) ? ske12 : cv13;
+            size_t tl = (i & 1) ? sizeof ske12 : sizeof cv13;
+            n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, tbs, tl, pkt, sizeof pkt);
+            len = ask(fds[i], pkt, (size_t)n, sig, &closed);
+            CHECK(len > 0 && verifies(sig, (size_t)len, tbs, tl));
+            close(fds[i]);
+        }
+    }
+    keyd_stop(&k);
+    CHECK(k.pid == -1);
+}
+
+static void test_bad_config(void)
+{
+    struct engine_config c = config(otherkey);
+    struct keyd k;
+    char err[512] = "";
+
+    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) < 0);
+    CHECK(strstr(err, "does not match") != NULL);
+    c = config("/nonexistent/key.pem");
+    err[0] = '\0';
+    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) < 0);
+    CHECK(strstr(err, "/nonexistent/key.pem") != NULL);
+    fprintf(stderr, "bad config messages are clear: ok\n");
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/ucspitls-keyd-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    chmod(dir, 0755);
+    make_inputs();
+    test_decoder();
+    test_shapes();
+    /* keyd chroots into dir: the key files go in a sub-directory of
+     * another temporary directory, so that dir itself stays empty */
+    {
+        static char files[64];
+        snprintf(files, sizeof files, "/tmp/ucspitls-keyd-files-XXXXXX");
+        CHECK(mkdtemp(files) != NULL);
+        char *save = strdup(dir);
+        memcpy(dir, files, strlen(files) + 1);
+        make_files();
+        memcpy(dir, save, strlen(save) + 1);
+        free(save);
+        test_live();
+        test_bad_config();
+        unlink(certfile);
+        unlink(keyfile);
+        unlink(otherkey);
+        rmdir(files);
+    }
+    rmdir(dir);
+    EVP_PKEY_free(pub);
+    return check_done("test_keyd");
+}
