@@ -225,8 +225,7 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
             return bad(c, exit_code, "%s", "-x/-X: tcprules files are not supported yet");
         case 'z': case 'm':
             return bad(c, exit_code, "%s", "-z/-m: client certificates are not supported yet");
-        case '3':
-            return bad(c, exit_code, "%s", "-3: password-protected keys are not supported yet");
+        case '3': c->key_password_fd3 = 1; break;
         case OPT_HALF_CLOSE: c->tcp_half_close = 1; break;
         case OPT_HELP:
             usage(c);

@@ -50,6 +50,7 @@ struct engine_config {
     const char *ciphers;      /* CIPHERS: TLS 1.2 list */
     const char *ciphersuites; /* CIPHERSUITES: TLS 1.3 list */
     const char *dhfile;
+    int key_password_fd3; /* -3: keyd reads the key's password from fd 3 */
 
     /* UCSPITLS_BENCH_KEY_IN_WORKER=1: no keyd, the key is loaded into the
      * master (and so every worker).  Only for the benchmark that measures
@@ -74,8 +75,13 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
 SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t);
 void tlsctx_free(struct tls_context *t);
 
-/* keystore.c: the one place a private key is loaded. */
-EVP_PKEY *keystore_load(const char *keyfile, char *err, size_t errlen);
+/* keystore.c: the one place a private key is read.  password may be NULL
+ * (an encrypted key then fails, never prompts). */
+EVP_PKEY *keystore_load(const char *keyfile, const char *password, char *err,
+                        size_t errlen);
+/* Reads a key password from fd (sslserver's -3) into buf, without the final
+ * newline.  Returns 0 or -1 with a reason in err. */
+int keystore_read_password(int fd, char *buf, size_t cap, char *err, size_t errlen);
 
 /* session.c: the session variables of a finished handshake, encoded as a
  * UCSPI-TLS `Y` block (NAME=value\0...\0).  Returns the length, or -1. */

@@ -79,7 +79,14 @@ static int load_key(struct keyd_state *s, const struct engine_config *cfg,
     FILE *f;
     X509 *cert;
 
-    s->key = keystore_load(key_file(cfg), err, errlen);
+    char password[1024];
+
+    if (cfg->key_password_fd3 &&
+        keystore_read_password(3, password, sizeof password, err, errlen) < 0)
+        return -1;
+    s->key = keystore_load(key_file(cfg), cfg->key_password_fd3 ? password : NULL,
+                           err, errlen);
+    OPENSSL_cleanse(password, sizeof password);
     if (s->key == NULL)
         return -1;
     if (EVP_PKEY_is_a(s->key, "RSA"))
@@ -322,9 +329,11 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
     close(devnull);
     /* A restarted keyd is forked from a running master: drop its listener
      * and everything else that is not keyd's. */
-    for (int fd = 3; fd < 4096; fd++)
+    for (int fd = 4; fd < 4096; fd++)
         if (fd != ctl && fd != channel)
             close(fd);
+    if (!cfg->key_password_fd3 && ctl != 3 && channel != 3)
+        close(3); /* with -3, fd 3 is the password, read in load_key */
     s.ctl = ctl;
     s.one_shot = channel >= 0;
     s.maxch = maxch;
@@ -341,6 +350,8 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
         report(ctl, "error: %s", err);
         _exit(ENGINE_EXIT_TEMPORARY);
     }
+    if (cfg->key_password_fd3 && ctl != 3 && channel != 3)
+        close(3);
     if (warm_up(&s) < 0) {
         report(ctl, "error: the key in %s cannot sign", key_file(cfg));
         _exit(ENGINE_EXIT_TEMPORARY);

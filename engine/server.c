@@ -128,6 +128,12 @@ static int restart_keyd(const struct engine_config *cfg, struct keyd *keyd,
         log_line(LOG_ERROR, "keyd %d exited with status %d: restarting it",
                  (int)keyd->pid, WEXITSTATUS(status));
     keyd_forget(keyd);
+    if (cfg->key_password_fd3) {
+        /* The password was read once from fd 3 and is gone (the master
+         * never keeps key material): a new keyd could not open the key. */
+        log_line(LOG_ERROR, "fatal: keyd is gone and -3 keys cannot be reloaded");
+        return -1;
+    }
     if (keyd_start(cfg, 0, keyd, NULL, err, sizeof err) < 0) {
         log_line(LOG_ERROR, "fatal: keyd: %s", err);
         return -1;

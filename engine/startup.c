@@ -43,6 +43,9 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
         log_line(LOG_ERROR, "fatal: %s", err);
         return NULL;
     }
+    /* -3: the password was keyd's to read; nobody else keeps fd 3 */
+    if (cfg->key_password_fd3)
+        close(3);
     tls = tlsctx_new(cfg, err, sizeof err);
     if (tls == NULL) {
         log_line(LOG_ERROR, "fatal: %s", err);

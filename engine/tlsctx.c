@@ -73,7 +73,7 @@ static int use_key(struct tls_context *t, const struct engine_config *cfg,
                            : cfg->certchainfile && *cfg->certchainfile
                                ? cfg->certchainfile
                                : cfg->certfile;
-        key = keystore_load(file, err, errlen);
+        key = keystore_load(file, NULL, err, errlen);
     } else {
         key = cert ? keyprov_handle_new(t->libctx, X509_get0_pubkey(cert), 0) : NULL;
         if (key == NULL)
