@@ -43,14 +43,16 @@ static void lock_or_die(const struct sandbox_spec *s)
     }
 }
 
-/* Runs fn in a locked-in child; returns its wait status. */
-static int in_sandbox(void (*fn)(void))
+/* Runs fn in a child locked in with role's table; returns its wait
+ * status. */
+static int in_sandbox_as(enum sandbox_role role, void (*fn)(void))
 {
     int status;
     pid_t pid = fork();
 
     if (pid == 0) {
         struct sandbox_spec s = worker_spec(-1);
+        s.role = role;
         lock_or_die(&s);
         fn();
         _exit(0); /* fn returned: the call was not blocked */
@@ -58,6 +60,11 @@ static int in_sandbox(void (*fn)(void))
     if (pid < 0 || waitpid(pid, &status, 0) < 0)
         return -1;
     return status;
+}
+
+static int in_sandbox(void (*fn)(void))
+{
+    return in_sandbox_as(SANDBOX_ROLE_WORKER, fn);
 }
 
 static void try_open(void) { (void)open("/etc/passwd", O_RDONLY); }
@@ -178,6 +185,14 @@ static void test_proc_view(void)
         CHECK(n > 0);
         root[n > 0 ? n : 0] = '\0';
         CHECK_STREQ(root, chroot_dir);
+        /* not dumpable: the kernel then gives its /proc files to root, so
+         * a process of the same uid can neither ptrace it nor read its
+         * memory */
+        {
+            struct stat st;
+            snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+            CHECK(stat(path, &st) == 0 && st.st_uid == 0);
+        }
     } else {
         fprintf(stderr, "not root: uid/chroot checks skipped\n");
     }
@@ -187,6 +202,16 @@ static void test_proc_view(void)
     CHECK_STREQ(status_field(buf, "CapAmb:", field, sizeof field), "0000000000000000");
     CHECK_STREQ(status_field(buf, "NoNewPrivs:", field, sizeof field), "1");
     CHECK_STREQ(status_field(buf, "Seccomp:", field, sizeof field), "2");
+    /* rlimits: no processes, no core files, few fds */
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    fd = open(path, O_RDONLY);
+    n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    buf[n > 0 ? n : 0] = '\0';
+    if (fd >= 0)
+        close(fd);
+    CHECK(strstr(buf, "Max processes             0                    0") != NULL);
+    CHECK(strstr(buf, "Max core file size        0                    0") != NULL);
+    CHECK(strstr(buf, "Max open files            16                   16") != NULL);
     CHECK(write(go[1], "g", 1) == 1);
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -245,6 +270,14 @@ int main(void)
                     forbidden[i].name, status);
         CHECK(killed_by_sigsys(status));
     }
+    /* keyd's table forbids the same classes */
+    for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++) {
+        status = in_sandbox_as(SANDBOX_ROLE_KEYD, forbidden[i].fn);
+        if (!killed_by_sigsys(status))
+            fprintf(stderr, "keyd, forbidden %s: not killed by SIGSYS (status 0x%x)\n",
+                    forbidden[i].name, status);
+        CHECK(killed_by_sigsys(status));
+    }
     status = in_sandbox(pump_like);
     CHECK(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     test_proc_view();
@@ -263,6 +296,8 @@ int main(void)
     }
     printf("worker seccomp allow-list:\n");
     sandbox_policy_foreach(SANDBOX_ROLE_WORKER, print_rule, NULL);
+    printf("keyd seccomp allow-list:\n");
+    sandbox_policy_foreach(SANDBOX_ROLE_KEYD, print_rule, NULL);
     rmdir(chroot_dir);
     return check_done("test_sandbox");
 }
