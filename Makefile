@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO ?= demo
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-asan deps-build deps-test clean
+.PHONY: all build run test deps-build deps-test clean
 
 all: build
 

@@ -154,7 +154,7 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
                       int *exit_code)
 {
     const char *optstring = c->frontend == ENGINE_SERVER
-                                ? "+:nNsSc:b:T:w:u:g:U1qQvVJjdDl:hHrRpPoOt:46x:X:zmZ3"
+                                ? "+:nNsSc:b:T:w:u:g:U1qQvVJjdDl:hHrRpPoOt:46x:XzmZ3"
                                 : "+:nNsST:w:u:g:UqQvVJjdDl:hHrRpPoOt:46zmZ3";
     unsigned long v;
     int ch;

@@ -218,8 +218,15 @@ static int run_delayed(struct worker *w)
     if (cmd == 'Y') {
         char block[Y_REPLY_MAX];
         int len = session_vars_encode(w->ssl, block, sizeof block);
-        if (len < 0 || write_all(w->ctl, block, (size_t)len) < 0)
+        if (len < 0 || write_all(w->ctl, block, (size_t)len) < 0) {
+            /* The app would read an empty reply as a failed handshake and
+             * drop the pipes: end the connection the same way here. */
             log_line(LOG_ERROR, "tls %d unable to send the Y reply", (int)getpid());
+            close_fd(&w->ctl);
+            relay_free(w->relay);
+            w->relay = NULL;
+            return reap_app(w);
+        }
     }
     close_fd(&w->ctl);
     pump(w);

@@ -27,9 +27,9 @@ struct engine_config *engine_config_parse(enum engine_frontend fe, int argc,
 /* Frees a configuration; NULL is fine. */
 void engine_config_free(struct engine_config *cfg);
 
-/* tlsserver: loads certificates, binds, then accepts until killed, forking
- * one locked-in worker per connection.  Returns an exit code (only on
- * start-up failure: 111, or 100 for a configuration error). */
+/* tlsserver: starts keyd, loads certificates, binds, then accepts until
+ * SIGTERM, forking one locked-in worker per connection.  Returns 0 after
+ * SIGTERM, or 111 when start-up fails (a file, the port, keyd). */
 int engine_serve(struct engine_config *cfg);
 
 /* tlsd: serves the one connection on fds 0/1.  Returns the app's exit

@@ -19,6 +19,9 @@
 #include <unistd.h>
 
 static int signal_pipe[2] = {-1, -1};
+/* /dev/null, for the workers' fds 0 and 1: the master's own stdin and
+ * stdout (a terminal, a log) are none of a worker's business. */
+static int devnull = -1;
 
 static void on_signal(int sig)
 {
@@ -170,6 +173,9 @@ static void worker(const struct engine_config *cfg, struct tls_context *tls,
     struct conn_addr addr;
 
     restore_signals();
+    if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0)
+        _exit(ENGINE_EXIT_TEMPORARY);
+    close(devnull);
     close(listener);
     close(signal_pipe[0]);
     close(signal_pipe[1]);
@@ -220,7 +226,7 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
         if (cfg->verbosity >= LOG_INFO && conn_addr_from_socket(conn, &addr) == 0) {
             log_line(LOG_INFO, "status: %d/%d", *active, cfg->concurrency);
             log_line(LOG_INFO, "pid %d from %s", (int)pid, addr.remote_ip);
-            log_line(LOG_INFO, "ok %d %s:%s:%s %s::%s", (int)pid,
+            log_line(LOG_INFO, "ok %d %s:%s:%s :%s::%s", (int)pid,
                      cfg->local_hostname ? cfg->local_hostname : "",
                      addr.local_ip, addr.local_port, addr.remote_ip,
                      addr.remote_port);
@@ -243,6 +249,11 @@ int engine_serve(struct engine_config *cfg)
     listener = bind_listener(cfg, err, sizeof err);
     if (listener < 0) {
         log_line(LOG_ERROR, "fatal: %s", err);
+        goto out;
+    }
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) {
+        log_line(LOG_ERROR, "fatal: /dev/null: %s", strerror(errno));
         goto out;
     }
     if (install_signals() < 0) {
@@ -293,6 +304,8 @@ int engine_serve(struct engine_config *cfg)
 out:
     if (listener >= 0)
         close(listener);
+    if (devnull >= 0)
+        close(devnull);
     keyd_stop(&keyd);
     tlsctx_free(tls);
     return code;

@@ -28,7 +28,8 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
             return NULL;
         }
     } else {
-        log_line(LOG_ERROR,
+        /* tlsd starts once per connection: say it only when asked (-v) */
+        log_line(cfg->frontend == ENGINE_SERVER ? LOG_ERROR : LOG_INFO,
                  "warning: not running as root: workers keep uid %u and are not chrooted "
                  "(no_new_privs, rlimits and seccomp still apply)",
                  (unsigned)geteuid());

@@ -91,27 +91,6 @@ static int use_key(struct tls_context *t, const struct engine_config *cfg,
     return rc;
 }
 
-static int load_dh(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
-{
-    BIO *b = BIO_new_file(file, "r");
-    EVP_PKEY *dh;
-
-    if (b == NULL) {
-        snprintf(err, errlen, "unable to read DH parameter file %s: %s", file,
-                 strerror(errno));
-        ERR_clear_error();
-        return -1;
-    }
-    dh = PEM_read_bio_Parameters(b, NULL);
-    BIO_free(b);
-    if (dh == NULL || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
-        EVP_PKEY_free(dh);
-        ssl_reason(err, errlen, "no usable DH parameters in", file);
-        return -1;
-    }
-    return 0;
-}
-
 struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
                                size_t errlen)
 {
@@ -156,21 +135,29 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
         ssl_reason(err, errlen, "groups", DEFAULT_GROUPS);
         goto fail;
     }
-    if (SSL_CTX_set_cipher_list(ctx, cfg->ciphers && *cfg->ciphers
-                                         ? cfg->ciphers
-                                         : DEFAULT_CIPHERS_TLS12) != 1) {
-        ssl_reason(err, errlen, "no usable cipher in $CIPHERS", cfg->ciphers ? cfg->ciphers : "");
-        goto fail;
+    /* $CIPHERS is the operator's TLS 1.2 list, minus what keyd would have
+     * to do and never does: decrypt (RSA key exchange) or sign finite-field
+     * DH parameters; and minus anonymous and PSK/SRP suites. */
+    {
+        char list[2048];
+        snprintf(list, sizeof list, "%s:!kRSA:!kDHE:!aNULL:!PSK:!SRP",
+                 cfg->ciphers && *cfg->ciphers ? cfg->ciphers : DEFAULT_CIPHERS_TLS12);
+        if (SSL_CTX_set_cipher_list(ctx, list) != 1) {
+            ssl_reason(err, errlen, "no usable cipher in $CIPHERS", cfg->ciphers ? cfg->ciphers : "");
+            goto fail;
+        }
     }
     if (cfg->ciphersuites && *cfg->ciphersuites &&
         SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites) != 1) {
         ssl_reason(err, errlen, "no usable suite in $CIPHERSUITES", cfg->ciphersuites);
         goto fail;
     }
-    if (cfg->dhfile && *cfg->dhfile) {
-        if (load_dh(ctx, cfg->dhfile, err, errlen) < 0)
-            goto fail;
-    }
+    if (cfg->dhfile && *cfg->dhfile)
+        log_line(LOG_ERROR, "warning: $DHFILE ignored: only ECDHE key exchange is offered");
+    /* tlsd is one process per connection: its ticket keys die with it, so
+     * tickets could never be used; don't spend the handshake on them. */
+    if (cfg->frontend == ENGINE_HANDLE)
+        SSL_CTX_set_num_tickets(ctx, 0);
     if (load_certificates(ctx, cfg, err, errlen) < 0 ||
         use_key(t, cfg, err, errlen) < 0)
         goto fail;
