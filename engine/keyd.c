@@ -391,6 +391,14 @@ int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
         close(ctl[0]);
         if (ch[0] >= 0)
             close(ch[0]);
+        /* tlsd: keyd must not be the child of a process that will be
+         * locked in (it could never reap it): fork once more and let the
+         * intermediate exit, so that init adopts keyd. */
+        if (one_shot) {
+            pid_t grandchild = fork();
+            if (grandchild != 0)
+                _exit(grandchild < 0 ? ENGINE_EXIT_TEMPORARY : 0);
+        }
         keyd_main(cfg, ctl[1], ch[1], one_shot ? 1 : cfg->concurrency * 2 + 16);
     }
     close(ctl[1]);
@@ -398,6 +406,12 @@ int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
     if (ch[1] >= 0)
         close(ch[1]);
     ch[1] = -1;
+    if (one_shot) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        pid = -1; /* keyd itself is init's child; it ends with its channel */
+    }
     k->pid = pid;
     k->ctl = ctl[0];
     ctl[0] = -1;
@@ -484,7 +498,9 @@ void keyd_stop(struct keyd *k)
         close(k->ctl);
     k->ctl = -1;
     if (k->pid > 0) {
-        kill(k->pid, SIGTERM);
+        /* SIGKILL: keyd holds nothing that needs a clean exit, and a
+         * stopped keyd would sit on a SIGTERM forever (and we in waitpid). */
+        kill(k->pid, SIGKILL);
         while (waitpid(k->pid, &status, 0) < 0 && errno == EINTR)
             ;
     }

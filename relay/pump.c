@@ -37,6 +37,7 @@ struct relay {
     struct direction up;   /* app -> peer */
     struct direction down; /* peer -> app */
     int shutdown_want;     /* close_notify waiting for the socket */
+    int truncated;         /* strict close: the peer ended without close_notify */
     int close_notify_sent;
 };
 
@@ -216,10 +217,13 @@ static int down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
             ERR_GET_REASON(ERR_peek_last_error()) ==
                 SSL_R_UNEXPECTED_EOF_WHILE_READING) {
             /* Only reported when SSL_OP_IGNORE_UNEXPECTED_EOF is off, i.e.
-             * a bare EOF was declared an error (strict close). */
-            snprintf(err, errlen, "peer closed without close_notify");
+             * a bare EOF was declared an error (strict close).  What
+             * arrived before it still goes to the app; then the relay
+             * ends with the error (see step()). */
             ERR_clear_error();
-            return RELAY_ERR_TRUNCATED;
+            r->truncated = 1;
+            d->eof = 1;
+            return 1;
         }
         tls_reason(err, errlen, "reading from peer");
         return e == SSL_ERROR_SYSCALL ? RELAY_ERR_IO : RELAY_ERR_TLS;
@@ -372,6 +376,10 @@ static int step(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
         return rc;
     any |= rc;
     any |= down_drain(r, st);
+    if (r->truncated && r->down.done) {
+        snprintf(err, errlen, "peer closed without close_notify");
+        return RELAY_ERR_TRUNCATED;
+    }
     if (r->down.done && !r->down.eof) {
         r->down.eof = 1; /* app gone: stop reading from the peer */
         r->down.want = WANT_NONE;
