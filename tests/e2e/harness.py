@@ -10,7 +10,7 @@ and derives its test cases from harness.E2ETest, which gives each test:
 - a private temporary directory (self.tmp) holding a throwaway P-256
   certificate (self.cert, self.key; the key 0600) and, on request, an RSA-2048
   one (self.rsa_cert());
-- self.app: a symlink to ucspi-testapp inside self.tmp, so that the master,
+- self.app: a copy of ucspi-testapp inside self.tmp, so that the master,
   its workers (forks of it) and the apps (exec'd from the symlink) all carry
   self.tmp in their command line and can be found in /proc afterwards;
 - self.rec: the file the test app records its events in ($TESTAPP_OUT);
@@ -415,7 +415,11 @@ class E2ETest(unittest.TestCase):
         self.rec = os.path.join(self.recdir, "app.log")
         self.cert, self.key = make_cert(self.tmp)
         self.app = os.path.join(self.tmp, "app")
-        os.symlink(binary("testapp"), self.app)
+        # a copy, not a symlink: an app run as another uid (-u) must be able
+        # to exec it even when the build tree is in a private (0700)
+        # directory, as a CI clone may be
+        shutil.copyfile(binary("testapp"), self.app)
+        os.chmod(self.app, 0o755)
         self._servers = []
         self._socks = []
         self._nservers = 0
