@@ -14,10 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_HALF_CLOSE = 1000, OPT_HELP };
+enum { OPT_HALF_CLOSE = 1000, OPT_HELP, OPT_CERTDIR, OPT_SNI_STRICT };
 
 static const struct option LONG_OPTS[] = {
     {"tcp-half-close", no_argument, NULL, OPT_HALF_CLOSE},
+    {"certdir", required_argument, NULL, OPT_CERTDIR},
+    {"sni-strict", no_argument, NULL, OPT_SNI_STRICT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -111,9 +113,13 @@ static int parse_env(struct engine_config *c, int *exit_code)
     c->chroot_dir = getenv("SSL_CHROOT");
     if (c->chroot_dir == NULL || *c->chroot_dir == '\0')
         c->chroot_dir = ENGINE_DEFAULT_CHROOT;
-    if ((c->certfile == NULL || *c->certfile == '\0') &&
-        (c->certchainfile == NULL || *c->certchainfile == '\0'))
-        return bad(c, exit_code, "%s", "$CERTFILE is not set (the server certificate, PEM)");
+    if (c->certdir == NULL && getenv("CERTDIR") != NULL && *getenv("CERTDIR") != '\0')
+        c->certdir = getenv("CERTDIR");
+    {
+        char err[512];
+        if (certlist_build(c, err, sizeof err) < 0)
+            return bad(c, exit_code, "%s", err);
+    }
     if (env_id(c, exit_code, "SSL_UID", "TLS_UID", &set, &v) < 0)
         return -1;
     c->worker_uid_set = set;
@@ -227,6 +233,8 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
             return bad(c, exit_code, "%s", "-z/-m: client certificates are not supported yet");
         case '3': c->key_password_fd3 = 1; break;
         case OPT_HALF_CLOSE: c->tcp_half_close = 1; break;
+        case OPT_CERTDIR: c->certdir = optarg; break;
+        case OPT_SNI_STRICT: c->sni_strict = 1; break;
         case OPT_HELP:
             usage(c);
             *exit_code = 0;
@@ -289,11 +297,14 @@ struct engine_config *engine_config_parse(enum engine_frontend fe, int argc,
         goto fail;
     return c;
 fail:
-    free(c);
+    engine_config_free(c);
     return NULL;
 }
 
 void engine_config_free(struct engine_config *cfg)
 {
+    if (cfg == NULL)
+        return;
+    certlist_free(cfg);
     free(cfg);
 }

@@ -11,6 +11,16 @@
 #define ENGINE_VERSION "ucspi-tls/0.1.0"
 #define ENGINE_DEFAULT_CHROOT "/run/ucspi-tls/empty"
 
+/* One certificate to serve and the key keyd signs for it.  Index in
+ * engine_config.certs == keyd key id. */
+struct cert_entry {
+    char *cert; /* PEM: certificate, then its chain (owned) */
+    char *key;  /* PEM key file; NULL: in the certificate file (owned) */
+    char *sni;  /* from $CERTFILE:name; NULL: default or the cert's names */
+};
+
+#define ENGINE_MAX_CERTS 1024
+
 struct engine_config {
     enum engine_frontend frontend;
     const char *progname;
@@ -47,6 +57,11 @@ struct engine_config {
 
     /* TLS material (environment) */
     const char *certfile, *certchainfile, *keyfile;
+    const char *certdir;      /* $CERTDIR / --certdir: one PEM (chain + key) per file */
+    struct cert_entry *certs; /* certlist.c: every certificate, default first */
+    int ncerts;
+    int has_default_cert;     /* certs[0] is $CERTFILE's */
+    int sni_strict;           /* --sni-strict: unknown server names are refused */
     const char *ciphers;      /* CIPHERS: TLS 1.2 list */
     const char *ciphersuites; /* CIPHERSUITES: TLS 1.3 list */
     const char *dhfile;
@@ -114,6 +129,11 @@ struct keyd;
 struct tls_context *engine_startup(const struct engine_config *cfg,
                                    struct keyd *keyd, int one_shot,
                                    int *channel);
+
+/* certlist.c */
+int certlist_build(struct engine_config *c, char *err, size_t errlen);
+void certlist_free(struct engine_config *c);
+const char *certlist_key_file(const struct cert_entry *e);
 
 /* util.c */
 int util_parse_uint(const char *s, unsigned long max, unsigned long *out);

@@ -28,9 +28,14 @@ struct channel {
     int signatures; /* answered so far on this channel */
 };
 
-struct keyd_state {
+struct keyd_key {
     EVP_PKEY *key;
     enum keyd_key_kind kind;
+};
+
+struct keyd_state {
+    struct keyd_key *keys; /* index == key id == engine_config.certs index */
+    int nkeys;
     int ctl;
     int one_shot;
     struct channel *ch;
@@ -61,71 +66,82 @@ static void report(int ctl, const char *fmt, ...)
     }
 }
 
-static const char *cert_file(const struct engine_config *cfg)
+/* Reads one key and proves it belongs to its certificate, so that a
+ * mismatch fails at start-up, not at the first client. */
+static int load_key(struct keyd_key *k, const struct cert_entry *e,
+                    const char *password, char *err, size_t errlen)
 {
-    return cfg->certchainfile && *cfg->certchainfile ? cfg->certchainfile : cfg->certfile;
-}
-
-static const char *key_file(const struct engine_config *cfg)
-{
-    return cfg->keyfile && *cfg->keyfile ? cfg->keyfile : cert_file(cfg);
-}
-
-/* Reads the key and proves it belongs to the certificate the master will
- * present, so that a mismatch fails at start-up, not at the first client. */
-static int load_key(struct keyd_state *s, const struct engine_config *cfg,
-                    char *err, size_t errlen)
-{
+    const char *file = certlist_key_file(e);
     FILE *f;
     X509 *cert;
 
-    char password[1024];
-
-    if (cfg->key_password_fd3 &&
-        keystore_read_password(3, password, sizeof password, err, errlen) < 0)
+    k->key = keystore_load(file, password, err, errlen);
+    if (k->key == NULL)
         return -1;
-    s->key = keystore_load(key_file(cfg), cfg->key_password_fd3 ? password : NULL,
-                           err, errlen);
-    OPENSSL_cleanse(password, sizeof password);
-    if (s->key == NULL)
-        return -1;
-    if (EVP_PKEY_is_a(s->key, "RSA"))
-        s->kind = KEYD_KIND_RSA;
-    else if (EVP_PKEY_is_a(s->key, "EC"))
-        s->kind = KEYD_KIND_EC;
-    else if (EVP_PKEY_is_a(s->key, "ED25519"))
-        s->kind = KEYD_KIND_ED25519;
+    if (EVP_PKEY_is_a(k->key, "RSA"))
+        k->kind = KEYD_KIND_RSA;
+    else if (EVP_PKEY_is_a(k->key, "EC"))
+        k->kind = KEYD_KIND_EC;
+    else if (EVP_PKEY_is_a(k->key, "ED25519"))
+        k->kind = KEYD_KIND_ED25519;
     else {
         snprintf(err, errlen, "%s: unsupported key type %s (RSA, EC and Ed25519 are)",
-                 key_file(cfg), EVP_PKEY_get0_type_name(s->key));
+                 file, EVP_PKEY_get0_type_name(k->key));
         return -1;
     }
-    f = fopen(cert_file(cfg), "re");
+    f = fopen(e->cert, "re");
     if (f == NULL) {
-        snprintf(err, errlen, "unable to read certificate file %s: %s",
-                 cert_file(cfg), strerror(errno));
+        snprintf(err, errlen, "unable to read certificate file %s: %s", e->cert,
+                 strerror(errno));
         return -1;
     }
     cert = PEM_read_X509(f, NULL, NULL, NULL);
     fclose(f);
     if (cert == NULL) {
         ERR_clear_error();
-        snprintf(err, errlen, "no usable certificate in %s", cert_file(cfg));
+        snprintf(err, errlen, "no usable certificate in %s", e->cert);
         return -1;
     }
-    if (EVP_PKEY_eq(X509_get0_pubkey(cert), s->key) != 1) {
+    if (EVP_PKEY_eq(X509_get0_pubkey(cert), k->key) != 1) {
         X509_free(cert);
         ERR_clear_error();
         snprintf(err, errlen, "private key in %s does not match the certificate in %s",
-                 key_file(cfg), cert_file(cfg));
+                 file, e->cert);
         return -1;
     }
     X509_free(cert);
     return 0;
 }
 
+/* Every key of the list, in list order.  -3's password is read once and
+ * tried on every encrypted key. */
+static int load_keys(struct keyd_state *s, const struct engine_config *cfg,
+                     char *err, size_t errlen)
+{
+    char password[1024];
+    int rc = 0;
+
+    s->keys = calloc((size_t)cfg->ncerts, sizeof *s->keys);
+    if (s->keys == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (cfg->key_password_fd3 &&
+        keystore_read_password(3, password, sizeof password, err, errlen) < 0)
+        return -1;
+    for (int i = 0; i < cfg->ncerts && rc == 0; i++) {
+        rc = load_key(&s->keys[i], &cfg->certs[i],
+                      cfg->key_password_fd3 ? password : NULL, err, errlen);
+        if (rc == 0)
+            s->nkeys++;
+    }
+    OPENSSL_cleanse(password, sizeof password);
+    return rc;
+}
+
 /* Hashes, pads and signs: the one place a private key is used. */
-static int sign(struct keyd_state *s, const struct keyd_request *req, size_t *len)
+static int sign(struct keyd_state *s, const struct keyd_key *k,
+                const struct keyd_request *req, size_t *len)
 {
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
@@ -134,8 +150,8 @@ static int sign(struct keyd_state *s, const struct keyd_request *req, size_t *le
     *len = sizeof s->sig;
     ok = m != NULL &&
          EVP_DigestSignInit_ex(m, &pctx, keyd_scheme_digest(req->scheme), NULL,
-                               NULL, s->key, NULL) == 1;
-    if (ok && s->kind == KEYD_KIND_RSA) {
+                               NULL, k->key, NULL) == 1;
+    if (ok && k->kind == KEYD_KIND_RSA) {
         if (keyd_scheme_is_pss(req->scheme))
             ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
                  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
@@ -150,7 +166,7 @@ static int sign(struct keyd_state *s, const struct keyd_request *req, size_t *le
 
 /* Fetches every algorithm and seeds the random generator while files can
  * still be opened: the locked-in keyd can do neither. */
-static int warm_up(struct keyd_state *s)
+static int warm_up(struct keyd_state *s, const struct keyd_key *k)
 {
     static const uint8_t schemes[] = {KEYD_ECDSA_SHA256, KEYD_ECDSA_SHA384,
                                       KEYD_RSA_PSS_SHA256, KEYD_RSA_PKCS1_SHA256,
@@ -165,9 +181,9 @@ static int warm_up(struct keyd_state *s)
     memset(tbs + 97, 0, sizeof tbs - 97);
     for (size_t i = 0; i < sizeof schemes; i++) {
         req.scheme = schemes[i];
-        if (keyd_scheme_allowed(req.scheme, s->kind, KEYD_SHAPE_TLS13_CV) ||
-            (req.scheme == KEYD_RSA_PKCS1_SHA256 && s->kind == KEYD_KIND_RSA)) {
-            if (sign(s, &req, &len) < 0)
+        if (keyd_scheme_allowed(req.scheme, k->kind, KEYD_SHAPE_TLS13_CV) ||
+            (req.scheme == KEYD_RSA_PKCS1_SHA256 && k->kind == KEYD_KIND_RSA)) {
+            if (sign(s, k, &req, &len) < 0)
                 return -1;
             any = 1;
         }
@@ -201,15 +217,15 @@ static void serve_request(struct keyd_state *s, int i)
     }
     if ((size_t)n > KEYD_REQ_MAX || keyd_request_decode(s->req, (size_t)n, &req) < 0)
         why = "malformed request";
-    else if (req.key_id != 0)
+    else if (req.key_id >= s->nkeys)
         why = "unknown key id";
     else if ((shape = keyd_tbs_shape(req.tbs, req.tbs_len)) == KEYD_SHAPE_NONE)
         why = "not a TLS handshake signature input";
-    else if (!keyd_scheme_allowed(req.scheme, s->kind, shape))
+    else if (!keyd_scheme_allowed(req.scheme, s->keys[req.key_id].kind, shape))
         why = "scheme not allowed for this key and input";
     else if (s->ch[i].signatures >= KEYD_SIGNATURES_PER_CHANNEL)
         why = "signature allowance of the connection used up";
-    else if (sign(s, &req, &len) < 0)
+    else if (sign(s, &s->keys[req.key_id], &req, &len) < 0)
         why = "signing failed";
     if (why != NULL) {
         log_line(LOG_ERROR, "keyd: refused a request (%zd bytes): %s", n, why);
@@ -346,15 +362,18 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
         s.ch[0].fd = channel;
         s.nch = 1;
     }
-    if (load_key(&s, cfg, err, sizeof err) < 0) {
+    if (load_keys(&s, cfg, err, sizeof err) < 0) {
         report(ctl, "error: %s", err);
         _exit(ENGINE_EXIT_TEMPORARY);
     }
     if (cfg->key_password_fd3 && ctl != 3 && channel != 3)
         close(3);
-    if (warm_up(&s) < 0) {
-        report(ctl, "error: the key in %s cannot sign", key_file(cfg));
-        _exit(ENGINE_EXIT_TEMPORARY);
+    for (int i = 0; i < s.nkeys; i++) {
+        if (warm_up(&s, &s.keys[i]) < 0) {
+            report(ctl, "error: the key in %s cannot sign",
+                   certlist_key_file(&cfg->certs[i]));
+            _exit(ENGINE_EXIT_TEMPORARY);
+        }
     }
     if (sandbox_lock_in(&spec, &unprivileged, err, sizeof err) < 0) {
         report(ctl, "error: keyd lock-in: %s", err);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,18 @@
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define DEFAULT_GROUPS "X25519:P-256:P-384"
 
+/* A server name and the context whose certificates it gets. */
+struct sni_ctx {
+    char *name; /* lower case; "*.example.org" matches one first label */
+    SSL_CTX *ctx;
+};
+
 struct tls_context {
     OSSL_LIB_CTX *libctx; /* the default provider and keyprov */
-    SSL_CTX *ctx;
+    SSL_CTX *ctx;         /* the default; every handshake starts here */
+    struct sni_ctx *sni;  /* per-name contexts (SNI) */
+    int nsni;
+    int sni_strict;
 };
 
 static void ssl_reason(char *err, size_t errlen, const char *what,
@@ -35,82 +45,64 @@ static void ssl_reason(char *err, size_t errlen, const char *what,
     snprintf(err, errlen, "%s %s: %s", what, file, e[0] ? e : "failed");
 }
 
-static int load_certificates(SSL_CTX *ctx, const struct engine_config *cfg,
-                             char *err, size_t errlen)
+/* Loads certificate entry id (its chain) into ctx, with its key: a keyd
+ * handle for key id `id`, built from the certificate's public key (the
+ * private key is never read here).  UCSPITLS_BENCH_KEY_IN_WORKER=1 reads the
+ * key here instead, for the benchmark that measures what isolation costs.
+ * A context holds one certificate per key type, so an RSA and an ECDSA
+ * certificate for one name both go into its context and the client gets
+ * the best it supports. */
+static int add_certificate(struct tls_context *t, SSL_CTX *ctx,
+                           const struct engine_config *cfg, int id, char *err,
+                           size_t errlen)
 {
-    /* CERTCHAINFILE (sslserver) holds the certificate and its chain;
-     * CERTFILE may too (s6-tlsd): both are read as a chain file. */
-    const char *file = cfg->certchainfile && *cfg->certchainfile
-                           ? cfg->certchainfile
-                           : cfg->certfile;
-    FILE *f = fopen(file, "re");
+    const struct cert_entry *e = &cfg->certs[id];
+    FILE *f = fopen(e->cert, "re");
+    EVP_PKEY *key;
+    X509 *cert;
+    int rc = 0;
 
     if (f == NULL) {
-        snprintf(err, errlen, "unable to read certificate file %s: %s", file,
+        snprintf(err, errlen, "unable to read certificate file %s: %s", e->cert,
                  strerror(errno));
         return -1;
     }
     fclose(f);
-    if (SSL_CTX_use_certificate_chain_file(ctx, file) != 1) {
-        ssl_reason(err, errlen, "no usable certificate in", file);
+    /* CERTCHAINFILE (sslserver) holds the certificate and its chain;
+     * CERTFILE may too (s6-tlsd): both are read as a chain file. */
+    if (SSL_CTX_use_certificate_chain_file(ctx, e->cert) != 1) {
+        ssl_reason(err, errlen, "no usable certificate in", e->cert);
         return -1;
     }
-    return 0;
-}
-
-/* The certificate's key, as a handle whose signatures keyd makes: the
- * private key is never read here.  (UCSPITLS_BENCH_KEY_IN_WORKER=1 reads it
- * here instead, for the benchmark that measures what isolation costs.) */
-static int use_key(struct tls_context *t, const struct engine_config *cfg,
-                   char *err, size_t errlen)
-{
-    X509 *cert = SSL_CTX_get0_certificate(t->ctx);
-    EVP_PKEY *key;
-    int rc = 0;
-
-    if (cfg->bench_key_in_worker) {
-        const char *file = cfg->keyfile && *cfg->keyfile ? cfg->keyfile
-                           : cfg->certchainfile && *cfg->certchainfile
-                               ? cfg->certchainfile
-                               : cfg->certfile;
-        key = keystore_load(file, NULL, err, errlen);
-    } else {
-        key = cert ? keyprov_handle_new(t->libctx, X509_get0_pubkey(cert), 0) : NULL;
-        if (key == NULL)
-            snprintf(err, errlen, "unsupported certificate key (RSA, EC and Ed25519 are)");
-    }
+    cert = SSL_CTX_get0_certificate(ctx); /* the one just loaded */
+    if (cfg->bench_key_in_worker)
+        key = keystore_load(certlist_key_file(e), NULL, err, errlen);
+    else if ((key = cert ? keyprov_handle_new(t->libctx, X509_get0_pubkey(cert),
+                                              (uint16_t)id) : NULL) == NULL)
+        snprintf(err, errlen, "%s: unsupported certificate key (RSA, EC and Ed25519 are)",
+                 e->cert);
     if (key == NULL)
         return -1;
-    if (SSL_CTX_use_PrivateKey(t->ctx, key) != 1 ||
-        SSL_CTX_check_private_key(t->ctx) != 1) {
+    if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         ERR_clear_error();
-        snprintf(err, errlen, "private key does not match the certificate");
+        snprintf(err, errlen, "private key does not match the certificate in %s", e->cert);
         rc = -1;
     }
     EVP_PKEY_free(key);
     return rc;
 }
 
-struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
-                               size_t errlen)
+/* A context with every setting but the certificates; all contexts (the
+ * default and one per server name) are made alike. */
+static SSL_CTX *new_ctx(struct tls_context *t, const struct engine_config *cfg,
+                        char *err, size_t errlen)
 {
-    struct tls_context *t = calloc(1, sizeof *t);
-    SSL_CTX *ctx;
     static const unsigned char sid_ctx[] = "ucspi-tls";
+    SSL_CTX *ctx = SSL_CTX_new_ex(t->libctx, NULL, TLS_server_method());
 
-    if (t == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    t->libctx = OSSL_LIB_CTX_new();
-    if (t->libctx == NULL || keyprov_install(t->libctx) < 0) {
-        ssl_reason(err, errlen, "unable to set up the key provider", "");
-        goto fail;
-    }
-    ctx = t->ctx = SSL_CTX_new_ex(t->libctx, NULL, TLS_server_method());
     if (ctx == NULL) {
         ssl_reason(err, errlen, "SSL_CTX_new", "");
-        goto fail;
+        return NULL;
     }
     /* TLS 1.2 and 1.3 only; no renegotiation, no compression, our order. */
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -156,15 +148,167 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
         ssl_reason(err, errlen, "no usable suite in $CIPHERSUITES", cfg->ciphersuites);
         goto fail;
     }
-    if (cfg->dhfile && *cfg->dhfile)
-        log_line(LOG_ERROR, "warning: $DHFILE ignored: only ECDHE key exchange is offered");
     /* tlsd is one process per connection: its ticket keys die with it, so
      * tickets could never be used; don't spend the handshake on them. */
     if (cfg->frontend == ENGINE_HANDLE)
         SSL_CTX_set_num_tickets(ctx, 0);
-    if (load_certificates(ctx, cfg, err, errlen) < 0 ||
-        use_key(t, cfg, err, errlen) < 0)
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* The context for a server name, made on first use. */
+static SSL_CTX *ctx_for_name(struct tls_context *t, const struct engine_config *cfg,
+                             const char *name, char *err, size_t errlen)
+{
+    struct sni_ctx *grown;
+
+    for (int i = 0; i < t->nsni; i++)
+        if (strcmp(t->sni[i].name, name) == 0)
+            return t->sni[i].ctx;
+    grown = realloc(t->sni, (size_t)(t->nsni + 1) * sizeof *grown);
+    if (grown == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->sni = grown;
+    t->sni[t->nsni].name = strdup(name);
+    t->sni[t->nsni].ctx = new_ctx(t, cfg, err, errlen);
+    if (t->sni[t->nsni].name == NULL || t->sni[t->nsni].ctx == NULL) {
+        free(t->sni[t->nsni].name);
+        SSL_CTX_free(t->sni[t->nsni].ctx);
+        if (err[0] == '\0')
+            snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return t->sni[t->nsni++].ctx;
+}
+
+/* The DNS names of a certificate directory entry: its subjectAltNames, or
+ * its CN when it has none. */
+static int cert_names(const char *file, char names[][256], int max)
+{
+    FILE *f = fopen(file, "re");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    GENERAL_NAMES *alt;
+    int n = 0;
+
+    if (f != NULL)
+        fclose(f);
+    if (x == NULL) {
+        ERR_clear_error();
+        return -1;
+    }
+    alt = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; alt != NULL && i < sk_GENERAL_NAME_num(alt) && n < max; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(alt, i);
+        if (g->type == GEN_DNS && ASN1_STRING_length(g->d.dNSName) < 256) {
+            int len = ASN1_STRING_length(g->d.dNSName);
+            memcpy(names[n], ASN1_STRING_get0_data(g->d.dNSName), (size_t)len);
+            names[n][len] = '\0';
+            n++;
+        }
+    }
+    GENERAL_NAMES_free(alt);
+    if (n == 0 &&
+        X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, names[0], 256) > 0)
+        n = 1;
+    X509_free(x);
+    for (int i = 0; i < n; i++)
+        for (char *p = names[i]; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+    return n;
+}
+
+/* SNI: switch to the context of the name the client asked for: the exact
+ * name, else its first-label wildcard; else the default (or, with
+ * --sni-strict, an unrecognized_name alert). */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    struct tls_context *t = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    char lower[256], wild[256];
+    const char *dot;
+    size_t n;
+
+    if (name == NULL)
+        return SSL_TLSEXT_ERR_NOACK; /* no SNI: the default certificate */
+    n = strlen(name);
+    if (n == 0 || n >= sizeof lower)
+        goto unknown;
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+    dot = strchr(lower, '.');
+    snprintf(wild, sizeof wild, "*%s", dot ? dot : "");
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < t->nsni; i++) {
+            if (strcmp(t->sni[i].name, pass == 0 ? lower : wild) == 0) {
+                if (SSL_set_SSL_CTX(ssl, t->sni[i].ctx) == NULL)
+                    goto unknown;
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+        if (dot == NULL)
+            break;
+    }
+unknown:
+    if (t->sni_strict) {
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
+                               size_t errlen)
+{
+    struct tls_context *t = calloc(1, sizeof *t);
+    static char names[64][256];
+
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    err[0] = '\0';
+    t->sni_strict = cfg->sni_strict;
+    t->libctx = OSSL_LIB_CTX_new();
+    if (t->libctx == NULL || keyprov_install(t->libctx) < 0) {
+        ssl_reason(err, errlen, "unable to set up the key provider", "");
         goto fail;
+    }
+    if (cfg->dhfile && *cfg->dhfile)
+        log_line(LOG_ERROR, "warning: $DHFILE ignored: only ECDHE key exchange is offered");
+    t->ctx = new_ctx(t, cfg, err, errlen);
+    if (t->ctx == NULL)
+        goto fail;
+    for (int id = 0; id < cfg->ncerts; id++) {
+        const struct cert_entry *e = &cfg->certs[id];
+        int n;
+
+        /* the default certificate: $CERTFILE's, or else the first one */
+        if (id == 0 && add_certificate(t, t->ctx, cfg, id, err, errlen) < 0)
+            goto fail;
+        if (id == 0 && cfg->has_default_cert)
+            continue;
+        if (e->sni != NULL) {
+            memcpy(names[0], e->sni, strlen(e->sni) + 1);
+            n = 1;
+        } else if ((n = cert_names(e->cert, names, 64)) <= 0) {
+            snprintf(err, errlen, "%s: no usable certificate, or no name in it", e->cert);
+            goto fail;
+        }
+        for (int i = 0; i < n; i++) {
+            SSL_CTX *ctx = ctx_for_name(t, cfg, names[i], err, errlen);
+            if (ctx == NULL || add_certificate(t, ctx, cfg, id, err, errlen) < 0)
+                goto fail;
+        }
+    }
+    if (t->nsni > 0 || cfg->sni_strict) {
+        SSL_CTX_set_tlsext_servername_callback(t->ctx, on_servername);
+        SSL_CTX_set_tlsext_servername_arg(t->ctx, t);
+    }
     return t;
 fail:
     tlsctx_free(t);
@@ -180,6 +324,11 @@ void tlsctx_free(struct tls_context *t)
 {
     if (t == NULL)
         return;
+    for (int i = 0; i < t->nsni; i++) {
+        free(t->sni[i].name);
+        SSL_CTX_free(t->sni[i].ctx);
+    }
+    free(t->sni);
     SSL_CTX_free(t->ctx);
     OSSL_LIB_CTX_free(t->libctx);
     free(t);

@@ -205,6 +205,8 @@ static int verifies(const unsigned char *sig, size_t len, const unsigned char *t
 static struct engine_config config(const char *key)
 {
     struct engine_config c;
+    char err[256];
+
     memset(&c, 0, sizeof c);
     c.progname = "test_keyd";
     c.certfile = certfile;
@@ -213,6 +215,8 @@ static struct engine_config config(const char *key)
     c.worker_gid = 65534;
     c.chroot_dir = dir;
     c.concurrency = 4;
+    if (certlist_build(&c, err, sizeof err) < 0)
+        fprintf(stderr, "certlist: %s\n", err);
     return c;
 }
 
@@ -304,6 +308,7 @@ static void test_live(void)
     }
     keyd_stop(&k);
     CHECK(k.pid == -1);
+    certlist_free(&c);
 }
 
 static void test_bad_config(void)
@@ -314,10 +319,12 @@ static void test_bad_config(void)
 
     CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) < 0);
     CHECK(strstr(err, "does not match") != NULL);
+    certlist_free(&c);
     c = config("/nonexistent/key.pem");
     err[0] = '\0';
     CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) < 0);
     CHECK(strstr(err, "/nonexistent/key.pem") != NULL);
+    certlist_free(&c);
     fprintf(stderr, "bad config messages are clear: ok\n");
 }
 
