@@ -14,12 +14,13 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_HALF_CLOSE = 1000, OPT_HELP, OPT_CERTDIR, OPT_SNI_STRICT };
+enum { OPT_HALF_CLOSE = 1000, OPT_HELP, OPT_CERTDIR, OPT_SNI_STRICT, OPT_ALPN };
 
 static const struct option LONG_OPTS[] = {
     {"tcp-half-close", no_argument, NULL, OPT_HALF_CLOSE},
     {"certdir", required_argument, NULL, OPT_CERTDIR},
     {"sni-strict", no_argument, NULL, OPT_SNI_STRICT},
+    {"alpn", required_argument, NULL, OPT_ALPN},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -156,6 +157,32 @@ static int ids_from_env(struct engine_config *c, int *exit_code)
     return 0;
 }
 
+/* "h2,http/1.1" -> the ALPN wire format: each name preceded by its length. */
+static int parse_alpn(struct engine_config *c, const char *list)
+{
+    size_t out = 0;
+
+    while (*list) {
+        const char *end = strchr(list, ',');
+        size_t n = end ? (size_t)(end - list) : strlen(list);
+        if (n == 0 || n > 255 || out + 1 + n > sizeof c->alpn)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            if (list[i] <= ' ' || list[i] > '~')
+                return -1;
+        c->alpn[out++] = (unsigned char)n;
+        memcpy(c->alpn + out, list, n);
+        out += n;
+        list += n;
+        if (*list == ',' && *++list == '\0')
+            return -1; /* trailing comma */
+    }
+    if (out == 0)
+        return -1;
+    c->alpn_len = out;
+    return 0;
+}
+
 static int parse_opts(struct engine_config *c, int argc, char **argv,
                       int *exit_code)
 {
@@ -235,6 +262,11 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
         case OPT_HALF_CLOSE: c->tcp_half_close = 1; break;
         case OPT_CERTDIR: c->certdir = optarg; break;
         case OPT_SNI_STRICT: c->sni_strict = 1; break;
+        case OPT_ALPN:
+            if (parse_alpn(c, optarg) < 0)
+                return bad(c, exit_code, "--alpn %.64s: a comma-separated list of "
+                           "protocol names (1-255 printable bytes each)", optarg);
+            break;
         case OPT_HELP:
             usage(c);
             *exit_code = 0;

@@ -132,9 +132,19 @@ static int handshake(struct worker *w)
         log_line(LOG_ERROR, "tls %d %s", (int)getpid(), err);
         return -1;
     }
-    log_line(LOG_INFO, "tls %d accept %s:%s %lld ms", (int)getpid(),
-             SSL_get_version(w->ssl), SSL_get_cipher_name(w->ssl),
-             now_ms() - w->started_ms);
+    {
+        const char *sni = SSL_get_servername(w->ssl, TLSEXT_NAMETYPE_host_name);
+        const unsigned char *alpn = NULL;
+        unsigned int alpn_len = 0;
+
+        SSL_get0_alpn_selected(w->ssl, &alpn, &alpn_len);
+        log_line(LOG_INFO, "tls %d accept %s:%s sni=%s alpn=%.*s %s %lld ms",
+                 (int)getpid(), SSL_get_version(w->ssl), SSL_get_cipher_name(w->ssl),
+                 sni == NULL ? "-" : session_host_name_ok(sni) ? sni : "(invalid)",
+                 alpn_len > 0 ? (int)alpn_len : 1, alpn_len > 0 ? (const char *)alpn : "-",
+                 SSL_session_reused(w->ssl) ? "resumed" : "full",
+                 now_ms() - w->started_ms);
+    }
     return 0;
 }
 

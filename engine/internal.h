@@ -62,6 +62,8 @@ struct engine_config {
     int ncerts;
     int has_default_cert;     /* certs[0] is $CERTFILE's */
     int sni_strict;           /* --sni-strict: unknown server names are refused */
+    unsigned char alpn[256];  /* --alpn: wire format (length-prefixed names) */
+    size_t alpn_len;          /* 0: no ALPN */
     const char *ciphers;      /* CIPHERS: TLS 1.2 list */
     const char *ciphersuites; /* CIPHERSUITES: TLS 1.3 list */
     const char *dhfile;
@@ -101,6 +103,9 @@ int keystore_read_password(int fd, char *buf, size_t cap, char *err, size_t errl
 /* session.c: the session variables of a finished handshake, encoded as a
  * UCSPI-TLS `Y` block (NAME=value\0...\0).  Returns the length, or -1. */
 int session_vars_encode(SSL *ssl, char *buf, size_t cap);
+/* Whether a peer-supplied server name is a plain host name, fit for the
+ * environment and the log. */
+int session_host_name_ok(const char *s);
 
 /* addr.c */
 int conn_addr_from_socket(int fd, struct conn_addr *a);

@@ -45,7 +45,7 @@ static void put(struct collect *c, const char *name, const char *value)
 
 /* The SNI name comes from the peer: only a plain host name goes into an
  * environment variable. */
-static int host_name_ok(const char *s)
+int session_host_name_ok(const char *s)
 {
     size_t n = 0;
     for (; *s; s++, n++) {
@@ -113,8 +113,19 @@ int session_vars_encode(SSL *ssl, char *buf, size_t cap)
         put(&b, "SSL_SESSION_ID", hex);
     }
     put(&b, "SSL_SESSION_RESUMED", SSL_session_reused(ssl) ? "Resumed" : "Initial");
-    if (sni != NULL && host_name_ok(sni))
+    if (sni != NULL && session_host_name_ok(sni))
         put(&b, "SSL_TLS_SNI_SERVERNAME", sni);
+    {
+        const unsigned char *alpn = NULL;
+        unsigned int alpn_len = 0;
+        char proto[256];
+        SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+        if (alpn_len > 0 && alpn_len < sizeof proto) {
+            memcpy(proto, alpn, alpn_len); /* one of our own --alpn names */
+            proto[alpn_len] = '\0';
+            put(&b, "SSL_ALPN_PROTOCOL", proto);
+        }
+    }
     put(&b, "SSL_VERSION_INTERFACE", ENGINE_VERSION);
     put(&b, "SSL_VERSION_LIBRARY", OpenSSL_version(OPENSSL_VERSION));
     if (cert != NULL) {

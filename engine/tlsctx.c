@@ -92,6 +92,28 @@ static int add_certificate(struct tls_context *t, SSL_CTX *ctx,
     return rc;
 }
 
+/* ALPN: our preference order; a client that offers protocols but none of
+ * ours gets the no_application_protocol alert (RFC 7301 3.2). */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    const struct engine_config *cfg = arg;
+
+    (void)ssl;
+    for (size_t i = 0; i < cfg->alpn_len; i += 1 + cfg->alpn[i]) {
+        for (unsigned int j = 0; j < inlen; j += 1u + in[j]) {
+            if (j + 1u + in[j] > inlen)
+                break; /* malformed list (OpenSSL checks too) */
+            if (in[j] == cfg->alpn[i] && memcmp(in + j + 1, cfg->alpn + i + 1, in[j]) == 0) {
+                *out = in + j + 1;
+                *outlen = in[j];
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+    }
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
 /* A context with every setting but the certificates; all contexts (the
  * default and one per server name) are made alike. */
 static SSL_CTX *new_ctx(struct tls_context *t, const struct engine_config *cfg,
@@ -152,6 +174,8 @@ static SSL_CTX *new_ctx(struct tls_context *t, const struct engine_config *cfg,
      * tickets could never be used; don't spend the handshake on them. */
     if (cfg->frontend == ENGINE_HANDLE)
         SSL_CTX_set_num_tickets(ctx, 0);
+    if (cfg->alpn_len > 0)
+        SSL_CTX_set_alpn_select_cb(ctx, on_alpn, (void *)cfg);
     return ctx;
 fail:
     SSL_CTX_free(ctx);
