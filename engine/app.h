@@ -24,7 +24,7 @@ struct app_fds {
 #define APP_WRITE_FD 5
 
 /* Largest gate block (the -s session variables) the app child accepts. */
-#define APP_GATE_MAX 16384
+#define APP_GATE_MAX 32768
 
 /* Forks the app.  In the child: fds moved into place, environment set,
  * ids dropped to -u/-g, then (immediate mode) wait for the gate block and

@@ -14,13 +14,16 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_HALF_CLOSE = 1000, OPT_HELP, OPT_CERTDIR, OPT_SNI_STRICT, OPT_ALPN };
+enum { OPT_HALF_CLOSE = 1000, OPT_HELP, OPT_CERTDIR, OPT_SNI_STRICT, OPT_ALPN,
+       OPT_CC_OPTIONAL, OPT_CC_PEM };
 
 static const struct option LONG_OPTS[] = {
     {"tcp-half-close", no_argument, NULL, OPT_HALF_CLOSE},
     {"certdir", required_argument, NULL, OPT_CERTDIR},
     {"sni-strict", no_argument, NULL, OPT_SNI_STRICT},
     {"alpn", required_argument, NULL, OPT_ALPN},
+    {"client-cert-optional", no_argument, NULL, OPT_CC_OPTIONAL},
+    {"client-cert-pem", no_argument, NULL, OPT_CC_PEM},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -109,6 +112,20 @@ static int parse_env(struct engine_config *c, int *exit_code)
     c->ciphers = getenv("CIPHERS");
     c->ciphersuites = getenv("CIPHERSUITES");
     c->dhfile = getenv("DHFILE");
+    c->cafile = getenv("CAFILE");
+    c->cadir = getenv("CADIR");
+    c->ccafile = getenv("CCAFILE");
+    if (getenv("VERIFYDEPTH") != NULL) {
+        if (util_parse_uint(getenv("VERIFYDEPTH"), 100, &v) < 0)
+            return bad(c, exit_code, "%s", "$VERIFYDEPTH: not a number from 0 to 100");
+        c->verify_depth = (int)v;
+    } else {
+        c->verify_depth = 9;
+    }
+    if (c->client_cert != CLIENT_CERT_NONE && (c->cafile == NULL || *c->cafile == '\0') &&
+        (c->cadir == NULL || *c->cadir == '\0'))
+        return bad(c, exit_code, "%s", "client certificates (-m, -z, --client-cert-optional) "
+                   "need $CAFILE or $CADIR to verify them");
     c->bench_key_in_worker = getenv("UCSPITLS_BENCH_KEY_IN_WORKER") != NULL &&
                              strcmp(getenv("UCSPITLS_BENCH_KEY_IN_WORKER"), "1") == 0;
     c->chroot_dir = getenv("SSL_CHROOT");
@@ -252,16 +269,19 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
          * server never looks names up and never sends IP options, so they
          * are accepted for run-script compatibility and change nothing. */
         case 'h': case 'H': case 'r': case 'R': case 'p': case 'P':
-        case 'o': case 'O': case 't': case '4': case '6': case 'Z':
+        case 'o': case 'O': case 't': case '4': case '6':
             break;
+        case 'Z': c->client_cert = CLIENT_CERT_NONE; break;
+        case 'm': c->client_cert = CLIENT_CERT_REQUIRE; break;
+        case 'z': c->client_cert = CLIENT_CERT_MATCH; break;
         case 'x': case 'X':
             return bad(c, exit_code, "%s", "-x/-X: tcprules files are not supported yet");
-        case 'z': case 'm':
-            return bad(c, exit_code, "%s", "-z/-m: client certificates are not supported yet");
         case '3': c->key_password_fd3 = 1; break;
         case OPT_HALF_CLOSE: c->tcp_half_close = 1; break;
         case OPT_CERTDIR: c->certdir = optarg; break;
         case OPT_SNI_STRICT: c->sni_strict = 1; break;
+        case OPT_CC_OPTIONAL: c->client_cert = CLIENT_CERT_OPTIONAL; break;
+        case OPT_CC_PEM: c->client_cert_pem = 1; break;
         case OPT_ALPN:
             if (parse_alpn(c, optarg) < 0)
                 return bad(c, exit_code, "--alpn %.64s: a comma-separated list of "

@@ -9,6 +9,7 @@
 #include "sandbox.h"
 
 #include <errno.h>
+#include <openssl/x509v3.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,7 +23,7 @@
 #include <unistd.h>
 
 /* The Y reply: the session variables with room to spare. */
-#define Y_REPLY_MAX 8192
+#define Y_REPLY_MAX 16384
 /* Pipes between worker and app: several records in flight per direction. */
 #define PIPE_SIZE (256 * 1024)
 /* fds the locked-in worker may hold: 0-2, socket, 2 pipes, ctl, a spare */
@@ -36,6 +37,7 @@ struct worker {
     int gate;         /* immediate: write end of the app's start gate */
     struct relay *relay;
     SSL *ssl;
+    const struct conn_addr *addr;
     long long started_ms;
 };
 
@@ -119,6 +121,38 @@ static int lock_in(struct worker *w)
     return 0;
 }
 
+/* -z: the (verified) client certificate must name the address the client
+ * connects from: a subjectAltName IP, or a CN that is that address.  No
+ * DNS is done, so names cannot be matched. */
+static int client_names_peer(struct worker *w)
+{
+    X509 *peer = SSL_get0_peer_certificate(w->ssl);
+    char cn[64];
+
+    if (peer == NULL || w->addr == NULL || !w->addr->have)
+        return 0;
+    if (X509_check_ip_asc(peer, w->addr->remote_ip, 0) == 1)
+        return 1;
+    return X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn,
+                                     sizeof cn) > 0 &&
+           strcmp(cn, w->addr->remote_ip) == 0;
+}
+
+/* The client certificate's CN for the log: the peer's text, so only
+ * printable characters. */
+static const char *client_cn(struct worker *w, char *buf, size_t cap)
+{
+    X509 *peer = SSL_get0_peer_certificate(w->ssl);
+
+    if (peer == NULL ||
+        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, buf, (int)cap) <= 0)
+        return "-";
+    for (char *p = buf; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+    return buf;
+}
+
 static int handshake(struct worker *w)
 {
     char err[256];
@@ -132,16 +166,23 @@ static int handshake(struct worker *w)
         log_line(LOG_ERROR, "tls %d %s", (int)getpid(), err);
         return -1;
     }
+    if (w->cfg->client_cert == CLIENT_CERT_MATCH && !client_names_peer(w)) {
+        log_line(LOG_ERROR, "tls %d client certificate does not name %s", (int)getpid(),
+                 w->addr && w->addr->have ? w->addr->remote_ip : "the client");
+        return -1;
+    }
     {
         const char *sni = SSL_get_servername(w->ssl, TLSEXT_NAMETYPE_host_name);
         const unsigned char *alpn = NULL;
         unsigned int alpn_len = 0;
 
         SSL_get0_alpn_selected(w->ssl, &alpn, &alpn_len);
-        log_line(LOG_INFO, "tls %d accept %s:%s sni=%s alpn=%.*s %s %lld ms",
+        char cn[128];
+        log_line(LOG_INFO, "tls %d accept %s:%s sni=%s alpn=%.*s client=%s %s %lld ms",
                  (int)getpid(), SSL_get_version(w->ssl), SSL_get_cipher_name(w->ssl),
                  sni == NULL ? "-" : session_host_name_ok(sni) ? sni : "(invalid)",
                  alpn_len > 0 ? (int)alpn_len : 1, alpn_len > 0 ? (const char *)alpn : "-",
+                 client_cn(w, cn, sizeof cn),
                  SSL_session_reused(w->ssl) ? "resumed" : "full",
                  now_ms() - w->started_ms);
     }
@@ -175,7 +216,7 @@ static int run_immediate(struct worker *w)
         reap_app(w);
         return ENGINE_EXIT_TEMPORARY;
     }
-    len = session_vars_encode(w->ssl, block, sizeof block);
+    len = session_vars_encode(w->ssl, w->cfg->client_cert_pem, block, sizeof block);
     if (len < 0 || write_all(w->gate, block, (size_t)len) < 0) {
         log_line(LOG_ERROR, "tls %d unable to start the app", (int)getpid());
         close_fd(&w->gate);
@@ -227,7 +268,7 @@ static int run_delayed(struct worker *w)
     }
     if (cmd == 'Y') {
         char block[Y_REPLY_MAX];
-        int len = session_vars_encode(w->ssl, block, sizeof block);
+        int len = session_vars_encode(w->ssl, w->cfg->client_cert_pem, block, sizeof block);
         if (len < 0 || write_all(w->ctl, block, (size_t)len) < 0) {
             /* The app would read an empty reply as a failed handshake and
              * drop the pipes: end the connection the same way here. */
@@ -249,7 +290,7 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
 {
     struct worker w = {
         .cfg = cfg, .net_rfd = net_rfd, .net_wfd = net_wfd, .app = -1,
-        .ctl = -1, .gate = -1, .relay = NULL, .ssl = NULL,
+        .ctl = -1, .gate = -1, .relay = NULL, .ssl = NULL, .addr = addr,
         .started_ms = now_ms(),
     };
     int down[2] = {-1, -1}, up[2] = {-1, -1}, gate[2] = {-1, -1};

@@ -62,6 +62,15 @@ struct engine_config {
     int ncerts;
     int has_default_cert;     /* certs[0] is $CERTFILE's */
     int sni_strict;           /* --sni-strict: unknown server names are refused */
+    /* client certificates: -Z none (default), --client-cert-optional asks,
+     * -m requires a valid one, -z also requires it to name the client's
+     * address (no DNS is done, so: a subjectAltName IP or a CN equal to
+     * TCPREMOTEIP) */
+    enum { CLIENT_CERT_NONE, CLIENT_CERT_OPTIONAL, CLIENT_CERT_REQUIRE,
+           CLIENT_CERT_MATCH } client_cert;
+    const char *cafile, *cadir, *ccafile; /* trust anchors; names sent */
+    int verify_depth;                    /* $VERIFYDEPTH */
+    int client_cert_pem;                 /* --client-cert-pem: SSL_CLIENT_CERT */
     unsigned char alpn[256];  /* --alpn: wire format (length-prefixed names) */
     size_t alpn_len;          /* 0: no ALPN */
     const char *ciphers;      /* CIPHERS: TLS 1.2 list */
@@ -102,7 +111,7 @@ int keystore_read_password(int fd, char *buf, size_t cap, char *err, size_t errl
 
 /* session.c: the session variables of a finished handshake, encoded as a
  * UCSPI-TLS `Y` block (NAME=value\0...\0).  Returns the length, or -1. */
-int session_vars_encode(SSL *ssl, char *buf, size_t cap);
+int session_vars_encode(SSL *ssl, int with_pem, char *buf, size_t cap);
 /* Whether a peer-supplied server name is a plain host name, fit for the
  * environment and the log. */
 int session_host_name_ok(const char *s);

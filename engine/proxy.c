@@ -228,22 +228,19 @@ static size_t token_end(const unsigned char *b, size_t from, size_t n)
     return from;
 }
 
-static int v1_is_mapped(const unsigned char a[16])
+static int is_mapped(const unsigned char a[16])
 {
     static const unsigned char prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     return memcmp(a, prefix, sizeof prefix) == 0;
 }
 
 /* Text of one address: a[] is 4 (IPv4) or 16 (IPv6) bytes; returns the
- * family it is reported as (a mapped IPv6 address is IPv4). */
+ * family it is reported as (a mapped IPv6 address is IPv4), or -1. */
 static int addr_text(const unsigned char *a, int v6, char out[46])
 {
-    if (v6 && !v1_is_mapped(a)) {
-        inet_ntop(AF_INET6, a, out, 46);
-        return AF_INET6;
-    }
-    inet_ntop(AF_INET, v6 ? a + 12 : a, out, 46);
-    return AF_INET;
+    if (v6 && !is_mapped(a))
+        return inet_ntop(AF_INET6, a, out, 46) != NULL ? AF_INET6 : -1;
+    return inet_ntop(AF_INET, v6 ? a + 12 : a, out, 46) != NULL ? AF_INET : -1;
 }
 
 /* Converts a checked address token back to bytes with inet_pton (the
@@ -275,7 +272,8 @@ static int v1_unknown(const unsigned char *buf, size_t len, size_t n,
         if (pos == n)
             return v1_more(len, 2, why);
     } else if (buf[pos] != '\r') {
-        return invalid(why, "v1: unknown protocol");
+        return invalid(why, buf[pos] == '\n' ? "v1: line ends in LF without CR"
+                                              : "v1: unknown protocol");
     }
     if (++pos == n)
         return v1_more(len, 1, why);
@@ -297,7 +295,7 @@ static int v1_parse(const unsigned char *buf, size_t len,
     /* a header ends by byte 107; never look further */
     size_t n = len < PROXY_V1_MAX ? len : PROXY_V1_MAX;
     size_t pos, e, start[4], end[4];
-    enum v1_proto proto;
+    int proto;
 
     for (pos = 0; pos < V1_TAG_LEN; pos++) {
         if (pos == n)
@@ -315,7 +313,7 @@ static int v1_parse(const unsigned char *buf, size_t len,
     }
     if (proto > V1_UNKNOWN)
         return invalid(why, "v1: unknown protocol");
-    if (e == n) /* a prefix of a name (the names share no prefix past "TCP") */
+    if (e == n) /* a prefix of a name */
         return v1_more(len, 2, why);
     if (proto == V1_UNKNOWN)
         return v1_unknown(buf, len, n, e, h, why);
@@ -326,7 +324,7 @@ static int v1_parse(const unsigned char *buf, size_t len,
                                                : "v1: missing field");
         pos = e + 1;
         e = token_end(buf, pos, n);
-        if (v1_field(proto, k, buf + pos, e - pos, e < n) < 0)
+        if (v1_field((enum v1_proto)proto, k, buf + pos, e - pos, e < n) < 0)
             return invalid(why, field_why[k]);
         if (e == n)
             return v1_more(len, 2, why);
@@ -437,18 +435,18 @@ static int v2_parse(const unsigned char *buf, size_t len,
     if (len < end)
         return PROXY_NEED_MORE;
 
-    h->version = 2;
-    h->local = 0;
-    if (buf[13] == V2_TCP4) {
-        h->family = addr_text(buf + 16, 0, h->src_ip);
-        addr_text(buf + 20, 0, h->dst_ip);
-        port_text(get16(buf + 24), h->src_port);
-        port_text(get16(buf + 26), h->dst_port);
-    } else {
-        h->family = addr_text(buf + 16, 1, h->src_ip);
-        addr_text(buf + 32, 1, h->dst_ip);
-        port_text(get16(buf + 48), h->src_port);
-        port_text(get16(buf + 50), h->dst_port);
+    {
+        int v6 = buf[13] == V2_TCP6;
+        size_t alen = v6 ? 16 : 4;
+        const unsigned char *a = buf + PROXY_V2_FIXED;
+
+        h->version = 2;
+        h->local = 0;
+        h->family = addr_text(a, v6, h->src_ip);
+        if (h->family < 0 || addr_text(a + alen, v6, h->dst_ip) < 0)
+            return invalid(why, "v2: address not printable");
+        port_text(get16(a + 2 * alen), h->src_port);
+        port_text(get16(a + 2 * alen + 2), h->dst_port);
     }
     h->length = end;
     return PROXY_OK;

@@ -5,12 +5,13 @@
 #include "ucspitls_app.h"
 
 #include <openssl/crypto.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_VARS 16
-#define ARENA 4096
+#define MAX_VARS 32
+#define ARENA 12288
 
 /* Variables collected before encoding: values are copied into an arena
  * owned by the collection. */
@@ -76,15 +77,103 @@ static void put_name(struct collect *b, const char *var, X509_NAME *name)
     BIO_free(mem);
 }
 
-static void put_cn(struct collect *b, const char *var, X509_NAME *name)
+/* One attribute of a name.  A client certificate's text is the peer's:
+ * control characters never reach an environment variable. */
+static void put_attr(struct collect *b, const char *var, X509_NAME *name, int nid)
 {
     char buf[256];
-    if (name != NULL &&
-        X509_NAME_get_text_by_NID(name, NID_commonName, buf, sizeof buf) > 0)
+    if (name != NULL && X509_NAME_get_text_by_NID(name, nid, buf, sizeof buf) > 0) {
+        for (char *p = buf; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
         put(b, var, buf);
+    }
 }
 
-int session_vars_encode(SSL *ssl, char *buf, size_t cap)
+static void put_cn(struct collect *b, const char *var, X509_NAME *name)
+{
+    put_attr(b, var, name, NID_commonName);
+}
+
+static void put_time(struct collect *b, const char *var, const ASN1_TIME *t)
+{
+    char buf[64];
+    BIO *mem = BIO_new(BIO_s_mem());
+    int n;
+
+    if (mem != NULL && ASN1_TIME_print(mem, t) == 1 &&
+        (n = BIO_read(mem, buf, sizeof buf - 1)) > 0) {
+        buf[n] = '\0';
+        put(b, var, buf);
+    }
+    BIO_free(mem);
+}
+
+/* The client certificate, mod_ssl's and s6-tlsd's names.  The short ones
+ * come early (REFERENCE A: s/qmail's parser stops half-way); the PEM is
+ * added last by the caller, and only on request. */
+static void put_client(struct collect *b, SSL *ssl, int early)
+{
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    long verify = SSL_get_verify_result(ssl);
+    char hex[2 * EVP_MAX_MD_SIZE + 8];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (early) {
+        if (peer == NULL) {
+            put(b, "SSL_CLIENT_VERIFY", "NONE");
+            return;
+        }
+        put_cn(b, "SSL_CLIENT_S_DN_CN", X509_get_subject_name(peer));
+        put_attr(b, "SSL_CLIENT_S_DN_Email", X509_get_subject_name(peer), NID_pkcs9_emailAddress);
+        put_name(b, "SSL_CLIENT_S_DN", X509_get_subject_name(peer));
+        if (verify == X509_V_OK) {
+            put(b, "SSL_CLIENT_VERIFY", "SUCCESS");
+        } else {
+            snprintf(hex, sizeof hex, "FAILED:%ld", verify);
+            put(b, "SSL_CLIENT_VERIFY", hex);
+        }
+        return;
+    }
+    if (peer == NULL)
+        return;
+    put_name(b, "SSL_CLIENT_I_DN", X509_get_issuer_name(peer));
+    {
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
+        char *s = bn ? BN_bn2hex(bn) : NULL;
+        put(b, "SSL_CLIENT_M_SERIAL", s);
+        OPENSSL_free(s);
+        BN_free(bn);
+    }
+    put_time(b, "SSL_CLIENT_V_START", X509_get0_notBefore(peer));
+    put_time(b, "SSL_CLIENT_V_END", X509_get0_notAfter(peer));
+    if (X509_digest(peer, EVP_sha256(), md, &mdlen) == 1) {
+        int n = snprintf(hex, sizeof hex, "SHA256:");
+        for (unsigned int i = 0; i < mdlen; i++)
+            n += snprintf(hex + n, sizeof hex - (size_t)n, "%02x", md[i]);
+        put(b, "SSL_PEER_CERT_HASH", hex);
+    }
+    put_name(b, "SSL_PEER_CERT_SUBJECT", X509_get_subject_name(peer));
+}
+
+static void put_client_pem(struct collect *b, SSL *ssl)
+{
+    static char pem[8192];
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    BIO *mem;
+    int n;
+
+    if (peer == NULL || (mem = BIO_new(BIO_s_mem())) == NULL)
+        return;
+    if (PEM_write_bio_X509(mem, peer) == 1 && (n = BIO_read(mem, pem, sizeof pem - 1)) > 0) {
+        pem[n] = '\0';
+        put(b, "SSL_CLIENT_CERT", pem);
+    }
+    BIO_free(mem);
+}
+
+int session_vars_encode(SSL *ssl, int with_pem, char *buf, size_t cap)
 {
     static struct collect b; /* big: kept off the worker's stack */
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
@@ -99,6 +188,7 @@ int session_vars_encode(SSL *ssl, char *buf, size_t cap)
     memset(&b, 0, sizeof b);
     put(&b, "SSL_PROTOCOL", SSL_get_version(ssl));
     put(&b, "SSL_CIPHER", c ? SSL_CIPHER_get_name(c) : NULL);
+    put_client(&b, ssl, 1);
     use = c ? SSL_CIPHER_get_bits(c, &alg) : 0;
     snprintf(num, sizeof num, "%d", use);
     put(&b, "SSL_CIPHER_USEKEYSIZE", num);
@@ -133,6 +223,9 @@ int session_vars_encode(SSL *ssl, char *buf, size_t cap)
         put_name(&b, "SSL_SERVER_S_DN", X509_get_subject_name(cert));
         put_name(&b, "SSL_SERVER_I_DN", X509_get_issuer_name(cert));
     }
+    put_client(&b, ssl, 0);
+    if (with_pem)
+        put_client_pem(&b, ssl);
     if (b.overflow ||
         ucspitls_vars_encode(b.v, b.n, buf, cap, &len) != 0) {
         OPENSSL_cleanse(&b, sizeof b);

@@ -4,6 +4,7 @@
 #include "keyprov.h"
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -31,6 +32,8 @@ struct tls_context {
     struct sni_ctx *sni;  /* per-name contexts (SNI) */
     int nsni;
     int sni_strict;
+    X509_STORE *store;          /* client-certificate trust anchors */
+    STACK_OF(X509_NAME) *names; /* CA names sent in the CertificateRequest */
 };
 
 static void ssl_reason(char *err, size_t errlen, const char *what,
@@ -90,6 +93,57 @@ static int add_certificate(struct tls_context *t, SSL_CTX *ctx,
     }
     EVP_PKEY_free(key);
     return rc;
+}
+
+/* The trust anchors for client certificates, read completely now: a
+ * hashed CADIR would otherwise be opened lazily, during a handshake, by a
+ * worker that cannot open files. */
+static int load_client_cas(struct tls_context *t, const struct engine_config *cfg,
+                           char *err, size_t errlen)
+{
+    const char *namefile;
+
+    t->store = X509_STORE_new();
+    if (t->store == NULL)
+        return -1;
+    if (cfg->cafile && *cfg->cafile &&
+        X509_STORE_load_file_ex(t->store, cfg->cafile, t->libctx, NULL) != 1) {
+        ssl_reason(err, errlen, "no usable CA certificate in $CAFILE", cfg->cafile);
+        return -1;
+    }
+    if (cfg->cadir && *cfg->cadir) {
+        DIR *d = opendir(cfg->cadir);
+        struct dirent *e;
+        char path[4096];
+        int found = 0;
+        if (d == NULL) {
+            snprintf(err, errlen, "$CADIR %s: %s", cfg->cadir, strerror(errno));
+            return -1;
+        }
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof path, "%s/%s", cfg->cadir, e->d_name);
+            if (X509_STORE_load_file_ex(t->store, path, t->libctx, NULL) == 1)
+                found++;
+            ERR_clear_error(); /* not every file there need be a certificate */
+        }
+        closedir(d);
+        if (found == 0) {
+            snprintf(err, errlen, "$CADIR %s: no CA certificate in it", cfg->cadir);
+            return -1;
+        }
+    }
+    /* $CCAFILE (sslserver): the names to send; "-" sends none */
+    namefile = cfg->ccafile && *cfg->ccafile ? cfg->ccafile : cfg->cafile;
+    if (namefile && *namefile && strcmp(namefile, "-") != 0) {
+        t->names = SSL_load_client_CA_file_ex(namefile, t->libctx, NULL);
+        if (t->names == NULL) {
+            ssl_reason(err, errlen, "no CA names in", namefile);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ALPN: our preference order; a client that offers protocols but none of
@@ -176,6 +230,20 @@ static SSL_CTX *new_ctx(struct tls_context *t, const struct engine_config *cfg,
         SSL_CTX_set_num_tickets(ctx, 0);
     if (cfg->alpn_len > 0)
         SSL_CTX_set_alpn_select_cb(ctx, on_alpn, (void *)cfg);
+    if (cfg->client_cert != CLIENT_CERT_NONE) {
+        int mode = SSL_VERIFY_PEER;
+        if (cfg->client_cert != CLIENT_CERT_OPTIONAL)
+            mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        SSL_CTX_set_verify(ctx, mode, NULL);
+        SSL_CTX_set_verify_depth(ctx, cfg->verify_depth);
+        SSL_CTX_set1_cert_store(ctx, t->store);
+        if (t->names != NULL) {
+            STACK_OF(X509_NAME) *copy = SSL_dup_CA_list(t->names);
+            if (copy == NULL)
+                goto fail;
+            SSL_CTX_set_client_CA_list(ctx, copy);
+        }
+    }
     return ctx;
 fail:
     SSL_CTX_free(ctx);
@@ -304,6 +372,11 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
     }
     if (cfg->dhfile && *cfg->dhfile)
         log_line(LOG_ERROR, "warning: $DHFILE ignored: only ECDHE key exchange is offered");
+    if (cfg->client_cert != CLIENT_CERT_NONE && load_client_cas(t, cfg, err, errlen) < 0) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     t->ctx = new_ctx(t, cfg, err, errlen);
     if (t->ctx == NULL)
         goto fail;
@@ -354,6 +427,8 @@ void tlsctx_free(struct tls_context *t)
     }
     free(t->sni);
     SSL_CTX_free(t->ctx);
+    X509_STORE_free(t->store);
+    sk_X509_NAME_pop_free(t->names, X509_NAME_free);
     OSSL_LIB_CTX_free(t->libctx);
     free(t);
 }

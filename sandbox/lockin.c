@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -198,6 +199,10 @@ int sandbox_lock_in(const struct sandbox_spec *spec, int *unprivileged,
     if (privileged && (spec->uid == 0 || spec->gid == 0))
         return fail(err, errlen, "refusing to run the sandbox as root");
 
+    /* libc reads /etc/localtime lazily, the first time a time is converted
+     * (OpenSSL does, checking certificate dates): read it now, while the
+     * file is there and open() is allowed; later calls reuse it. */
+    tzset();
     if (set_rlimits(spec, err, errlen) < 0)
         return -1;
     if (privileged) {

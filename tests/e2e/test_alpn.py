@@ -28,7 +28,7 @@ class ALPNTest(harness.E2ETest):
         out = s_client(srv.port, "-alpn", "http/1.1")
         self.assertIn("ALPN protocol: http/1.1", out)
         self.assertIn("alpn=http/1.1\n", out)
-        self.assertRegex(srv.log(), r"(?m) accept TLSv1\.3:\S+ sni=\S+ alpn=http/1\.1 full ")
+        self.assertRegex(srv.log(), r"(?m) accept TLSv1\.3:\S+ sni=\S+ alpn=http/1\.1 client=- full ")
         out = s_client(srv.port)
         self.assertIn("No ALPN negotiated", out)
         self.assertIn("alpn=none\n", out)

@@ -29,7 +29,7 @@ class ImmediateTest(harness.E2ETest):
             with self.subTest(flag):
                 msg = self.s_client_echo(srv, flag)
                 pid = srv.worker_pids()[-1]
-                m = srv.wait_log(r"^tlsserver: tls %d accept (\S+):(\S+) sni=\S+ alpn=\S+ full \d+ ms$" % pid)
+                m = srv.wait_log(r"^tlsserver: tls %d accept (\S+):(\S+) sni=\S+ alpn=\S+ client=\S+ full \d+ ms$" % pid)
                 self.assertEqual(m.group(1), proto)
                 if proto == "TLSv1.2":
                     # forward secret and AEAD by default
