@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 enum { OPT_HALF_CLOSE = 1000, OPT_HELP, OPT_CERTDIR, OPT_SNI_STRICT, OPT_ALPN,
-       OPT_CC_OPTIONAL, OPT_CC_PEM };
+       OPT_CC_OPTIONAL, OPT_CC_PEM, OPT_TICKET_KEYS, OPT_TICKET_LIFETIME };
 
 static const struct option LONG_OPTS[] = {
     {"tcp-half-close", no_argument, NULL, OPT_HALF_CLOSE},
@@ -24,6 +24,8 @@ static const struct option LONG_OPTS[] = {
     {"alpn", required_argument, NULL, OPT_ALPN},
     {"client-cert-optional", no_argument, NULL, OPT_CC_OPTIONAL},
     {"client-cert-pem", no_argument, NULL, OPT_CC_PEM},
+    {"ticket-keys", required_argument, NULL, OPT_TICKET_KEYS},
+    {"ticket-lifetime", required_argument, NULL, OPT_TICKET_LIFETIME},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -282,6 +284,12 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
         case OPT_SNI_STRICT: c->sni_strict = 1; break;
         case OPT_CC_OPTIONAL: c->client_cert = CLIENT_CERT_OPTIONAL; break;
         case OPT_CC_PEM: c->client_cert_pem = 1; break;
+        case OPT_TICKET_KEYS: c->ticket_keys = optarg; break;
+        case OPT_TICKET_LIFETIME:
+            if (util_parse_uint(optarg, 7 * 86400, &v) < 0 || v < 4)
+                return bad(c, exit_code, "--ticket-lifetime %.32s: seconds, 4 to 604800", optarg);
+            c->ticket_lifetime = (long)v;
+            break;
         case OPT_ALPN:
             if (parse_alpn(c, optarg) < 0)
                 return bad(c, exit_code, "--alpn %.64s: a comma-separated list of "
@@ -327,6 +335,7 @@ struct engine_config *engine_config_parse(enum engine_frontend fe, int argc,
     c->idle_timeout_ms = 3600 * 1000;
     c->verbosity = LOG_ERROR;
     c->nodelay = 1;
+    c->ticket_lifetime = 7200;
 
     i = parse_opts(c, argc, argv, exit_code);
     if (i < 0)

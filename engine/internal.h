@@ -71,6 +71,8 @@ struct engine_config {
     const char *cafile, *cadir, *ccafile; /* trust anchors; names sent */
     int verify_depth;                    /* $VERIFYDEPTH */
     int client_cert_pem;                 /* --client-cert-pem: SSL_CLIENT_CERT */
+    const char *ticket_keys;  /* --ticket-keys: HAProxy tls-ticket-keys file */
+    long ticket_lifetime;     /* --ticket-lifetime, seconds (7200) */
     unsigned char alpn[256];  /* --alpn: wire format (length-prefixed names) */
     size_t alpn_len;          /* 0: no ALPN */
     const char *ciphers;      /* CIPHERS: TLS 1.2 list */
@@ -99,6 +101,9 @@ struct tls_context;
 struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
                                size_t errlen);
 SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t);
+/* Master: rotates the session-ticket key when due; returns the ms until
+ * the next rotation, or -1 for never. */
+long long tlsctx_rotate_tickets(struct tls_context *t);
 void tlsctx_free(struct tls_context *t);
 
 /* keystore.c: the one place a private key is read.  password may be NULL

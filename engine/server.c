@@ -267,7 +267,8 @@ int engine_serve(struct engine_config *cfg)
     log_line(LOG_INFO, "status: 0/%d", cfg->concurrency);
     for (;;) {
         struct pollfd p[2];
-        int n;
+        long long rotate_in;
+        int n, timeout;
 
         p[0].fd = signal_pipe[0];
         p[0].events = POLLIN;
@@ -276,12 +277,18 @@ int engine_serve(struct engine_config *cfg)
         p[1].fd = (active < cfg->concurrency && pause_ms == 0) ? listener : -1;
         p[1].events = POLLIN;
         p[0].revents = p[1].revents = 0;
-        n = poll(p, 2, pause_ms > 0 ? pause_ms : -1);
+        /* the next key rotation bounds the wait, so that new workers get
+         * the new key on time */
+        rotate_in = tlsctx_rotate_tickets(tls);
+        timeout = pause_ms > 0 ? pause_ms : -1;
+        if (rotate_in >= 0 && (timeout < 0 || rotate_in < timeout))
+            timeout = (int)(rotate_in > 60000 ? 60000 : rotate_in);
+        n = poll(p, 2, timeout);
         if (n < 0 && errno != EINTR) {
             log_line(LOG_ERROR, "fatal: poll: %s", strerror(errno));
             break;
         }
-        if (n == 0)
+        if (n == 0 && pause_ms > 0)
             pause_ms = 0;
         if (p[0].revents & POLLIN) {
             unsigned char sigs[64];

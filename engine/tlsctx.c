@@ -2,6 +2,7 @@
  * through fork, so that the worker never opens a file. */
 #include "internal.h"
 #include "keyprov.h"
+#include "tickets.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -32,6 +33,7 @@ struct tls_context {
     struct sni_ctx *sni;  /* per-name contexts (SNI) */
     int nsni;
     int sni_strict;
+    struct tickets tickets;     /* session-ticket keys (master-owned) */
     X509_STORE *store;          /* client-certificate trust anchors */
     STACK_OF(X509_NAME) *names; /* CA names sent in the CertificateRequest */
 };
@@ -224,10 +226,13 @@ static SSL_CTX *new_ctx(struct tls_context *t, const struct engine_config *cfg,
         ssl_reason(err, errlen, "no usable suite in $CIPHERSUITES", cfg->ciphersuites);
         goto fail;
     }
-    /* tlsd is one process per connection: its ticket keys die with it, so
-     * tickets could never be used; don't spend the handshake on them. */
-    if (cfg->frontend == ENGINE_HANDLE)
+    /* tlsd is one process per connection: keys of its own would die with
+     * it, so without a shared key file tickets could never be used; don't
+     * spend the handshake on them. */
+    if (cfg->frontend == ENGINE_HANDLE && cfg->ticket_keys == NULL)
         SSL_CTX_set_num_tickets(ctx, 0);
+    else
+        tickets_install(ctx, &t->tickets);
     if (cfg->alpn_len > 0)
         SSL_CTX_set_alpn_select_cb(ctx, on_alpn, (void *)cfg);
     if (cfg->client_cert != CLIENT_CERT_NONE) {
@@ -372,6 +377,18 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
     }
     if (cfg->dhfile && *cfg->dhfile)
         log_line(LOG_ERROR, "warning: $DHFILE ignored: only ECDHE key exchange is offered");
+    if (tickets_prepare(&t->tickets, t->libctx) < 0) {
+        ssl_reason(err, errlen, "unable to fetch the ticket ciphers", "");
+        goto fail;
+    }
+    if (cfg->ticket_keys != NULL) {
+        t->tickets.lifetime = cfg->ticket_lifetime;
+        if (tickets_load_file(cfg->ticket_keys, &t->tickets, err, errlen) < 0)
+            goto fail;
+    } else if (tickets_init_random(&t->tickets, cfg->ticket_lifetime) < 0) {
+        snprintf(err, errlen, "unable to make session-ticket keys");
+        goto fail;
+    }
     if (cfg->client_cert != CLIENT_CERT_NONE && load_client_cas(t, cfg, err, errlen) < 0) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory");
@@ -417,6 +434,11 @@ SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t)
     return t->ctx;
 }
 
+long long tlsctx_rotate_tickets(struct tls_context *t)
+{
+    return tickets_rotate_if_due(&t->tickets);
+}
+
 void tlsctx_free(struct tls_context *t)
 {
     if (t == NULL)
@@ -428,6 +450,7 @@ void tlsctx_free(struct tls_context *t)
     free(t->sni);
     SSL_CTX_free(t->ctx);
     X509_STORE_free(t->store);
+    tickets_clear(&t->tickets);
     sk_X509_NAME_pop_free(t->names, X509_NAME_free);
     OSSL_LIB_CTX_free(t->libctx);
     free(t);
