@@ -114,6 +114,9 @@ static int parse_env(struct engine_config *c, int *exit_code)
     c->ciphers = getenv("CIPHERS");
     c->ciphersuites = getenv("CIPHERSUITES");
     c->dhfile = getenv("DHFILE");
+    if (c->key_password_fd3 && getenv("LISTEN_FDS") != NULL)
+        return bad(c, exit_code, "%s", "-3 reads fd 3, where systemd passes the socket: "
+                   "use one or the other");
     c->cafile = getenv("CAFILE");
     c->cadir = getenv("CADIR");
     c->ccafile = getenv("CCAFILE");

@@ -105,6 +105,41 @@ static int bind_listener(const struct engine_config *cfg, char *err,
     return fd;
 }
 
+/* systemd socket activation: one listening socket on fd 3 when
+ * $LISTEN_PID is ours and $LISTEN_FDS is 1.  Returns the fd, -1 when not
+ * activated, or -2 (with err) when the activation is unusable.  The
+ * variables are removed so that the apps do not see them. */
+static int systemd_listener(char *err, size_t errlen)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    unsigned long p, n;
+    int type = 0, listening = 0;
+    socklen_t len = sizeof type;
+
+    if (pid == NULL || fds == NULL)
+        return -1;
+    if (util_parse_uint(pid, 0x7fffffffUL, &p) < 0 || (pid_t)p != getpid())
+        return -1;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (util_parse_uint(fds, 64, &n) < 0 || n != 1) {
+        snprintf(err, errlen, "$LISTEN_FDS=%s: exactly one socket is supported", fds);
+        return -2;
+    }
+    if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
+        getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening, &(socklen_t){sizeof listening}) < 0 ||
+        !listening) {
+        snprintf(err, errlen, "$LISTEN_FDS: fd 3 is not a listening stream socket");
+        return -2;
+    }
+    if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0) {
+        snprintf(err, errlen, "fd 3: %s", strerror(errno));
+        return -2;
+    }
+    return 3;
+}
+
 static int bound_port(int fd)
 {
     struct sockaddr_storage ss;
@@ -246,7 +281,12 @@ int engine_serve(struct engine_config *cfg)
     tls = engine_startup(cfg, &keyd, 0, &unused);
     if (tls == NULL)
         return ENGINE_EXIT_TEMPORARY;
-    listener = bind_listener(cfg, err, sizeof err);
+    listener = systemd_listener(err, sizeof err);
+    if (listener == -1)
+        listener = bind_listener(cfg, err, sizeof err);
+    else if (listener >= 0)
+        log_line(LOG_INFO, "listening on the socket systemd passed (fd 3); %s %s ignored",
+                 cfg->host, cfg->port);
     if (listener < 0) {
         log_line(LOG_ERROR, "fatal: %s", err);
         goto out;

@@ -102,13 +102,13 @@ static int lookup(const char *name, const char *ip, struct rules_env *env,
     char path[512];
     int fd, r;
 
+    *why = NULL;
     path_in_dir(path, sizeof path, name);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         fprintf(stderr, "cannot open %s\n", path);
         return -2;
     }
-    *why = NULL;
     r = rules_lookup(fd, ip, env, why);
     close(fd);
     return r;
