@@ -365,6 +365,26 @@ fail:
     return NULL;
 }
 
+struct engine_config *engine_config_reread(const struct engine_config *cfg, char *err,
+                                           size_t errlen)
+{
+    struct engine_config *c = malloc(sizeof *c);
+
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *c = *cfg;
+    c->certs = NULL;
+    c->ncerts = 0;
+    c->has_default_cert = 0;
+    if (certlist_build(c, err, errlen) < 0) {
+        engine_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 void engine_config_free(struct engine_config *cfg)
 {
     if (cfg == NULL)

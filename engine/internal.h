@@ -104,6 +104,9 @@ SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t);
 /* Master: rotates the session-ticket key when due; returns the ms until
  * the next rotation, or -1 for never. */
 long long tlsctx_rotate_tickets(struct tls_context *t);
+/* Reload: the new context keeps the old one's session-ticket keys (unless
+ * they come from a file), so that tickets stay valid across a reload. */
+void tlsctx_inherit_tickets(struct tls_context *to, const struct tls_context *from);
 void tlsctx_free(struct tls_context *t);
 
 /* keystore.c: the one place a private key is read.  password may be NULL
@@ -148,6 +151,12 @@ struct keyd;
 struct tls_context *engine_startup(const struct engine_config *cfg,
                                    struct keyd *keyd, int one_shot,
                                    int *channel);
+
+/* config.c: a copy of cfg for a reload: the same options and environment,
+ * the certificate list made anew (a certificate directory is read again).
+ * NULL with a reason in err. */
+struct engine_config *engine_config_reread(const struct engine_config *cfg, char *err,
+                                           size_t errlen);
 
 /* certlist.c */
 int certlist_build(struct engine_config *c, char *err, size_t errlen);

@@ -292,9 +292,12 @@ static int serve(struct keyd_state *s)
     for (;;) {
         int n = 0, nch = s->nch;
 
-        if (s->one_shot && s->nch == 0)
+        /* tlsd's keyd ends with its one channel; a keyd the master has let
+         * go of (reload, or the master gone) serves the channels it has,
+         * then ends */
+        if ((s->one_shot || s->ctl < 0) && s->nch == 0)
             break;
-        p[n].fd = s->ctl;
+        p[n].fd = s->ctl; /* -1: ignored by poll */
         p[n++].events = POLLIN;
         for (int i = 0; i < nch; i++) {
             p[n].fd = s->ch[i].fd;
@@ -309,8 +312,10 @@ static int serve(struct keyd_state *s)
         for (int i = nch - 1; i >= 0; i--)
             if (p[1 + i].revents)
                 serve_request(s, i);
-        if (p[0].revents && accept_channel(s) < 0)
-            break; /* master gone: so are we */
+        if (p[0].revents && s->ctl >= 0 && accept_channel(s) < 0) {
+            close(s->ctl);
+            s->ctl = -1;
+        }
     }
     free(p);
     return 0;

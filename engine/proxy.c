@@ -4,9 +4,10 @@
  * what it yields becomes the app's TCPREMOTEIP: so one pass, no copying
  * past a bound, no allocation, and every field is checked by a small
  * state machine that also knows whether an unfinished field can still
- * become valid -- that is what lets PROXY_NEED_MORE be exact instead of
- * "no CRLF yet".  Addresses checked by the state machines are checked
- * again by inet_pton() before they are used. */
+ * become valid -- that is what lets PROXY_NEED_MORE mean "a prefix of a
+ * valid header" instead of "no CRLF yet" (near v1's 107-byte limit only
+ * the CRLF is counted as still to come).  Addresses checked by the state
+ * machines are checked again by inet_pton() before they are used. */
 #include "proxy.h"
 
 #include <arpa/inet.h>

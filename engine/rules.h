@@ -17,13 +17,15 @@
  * makes neither lookup, so "=host", "=" and "user@ip" rules never match):
  * the address text, then each shorter prefix of it ending in '.' or ':',
  * longest first, then "" -- for 10.1.2.3: "10.1.2.3", "10.1.2.", "10.1.",
- * "10.", "".  For IPv6 this is what ucspi-tcp-ipv6's tcpserver does (its
- * tcprulescheck agrees): 2001:db8::1 tries "2001:db8::1", "2001:db8::",
- * "2001:db8:", "2001:", "".  The address is first put in the one text form
- * the server itself uses: inet_ntop's (lowercase, "::" compression) and an
- * IPv4-mapped IPv6 address as plain IPv4, so "::ffff:10.0.0.1" follows the
- * "10." rules.  The first key found decides; no rule at all allows, as in
- * tcpserver.
+ * "10.", "".  For IPv6 it is what ucspi-tcp-ipv6 does (Debian's package;
+ * its tcprulescheck shows it): 2001:db8::1 tries "2001:db8::1",
+ * "2001:db8::", "2001:db8:", "2001:", "".  (Its tcprules splits a line at
+ * the last ':' before the instructions, so "2001:db8::allow" is the prefix
+ * "2001:db8:"; plain ucspi-tcp's tcprules refuses IPv6 lines.)
+ * The address is first put in the one text form the server itself uses:
+ * inet_ntop's (lowercase, "::" compression), an IPv4-mapped IPv6 address
+ * as plain IPv4, so "::ffff:10.0.0.1" follows the "10." rules.  The first
+ * key found decides; no rule at all allows, as in tcpserver.
  *
  * Where tcpserver is lenient this decoder is not, and it fails closed: a
  * value tcpserver would half-ignore (an unterminated last entry -- even an

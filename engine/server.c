@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 static int signal_pipe[2] = {-1, -1};
+/* the configuration the front end gave us (its owner frees it) */
+static const struct engine_config *reload_original;
 /* /dev/null, for the workers' fds 0 and 1: the master's own stdin and
  * stdout (a terminal, a log) are none of a worker's business. */
 static int devnull = -1;
@@ -44,7 +46,7 @@ static int install_signals(void)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
     if (sigaction(SIGCHLD, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
-        sigaction(SIGINT, &sa, NULL) < 0)
+        sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGHUP, &sa, NULL) < 0)
         return -1;
     signal(SIGPIPE, SIG_IGN);
     return 0;
@@ -55,7 +57,69 @@ static void restore_signals(void)
     signal(SIGCHLD, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+}
+
+/* keyd processes let go of at a reload: they serve the channels of the
+ * workers forked before it, then exit; their ends are not workers' ends. */
+static pid_t retired[16];
+
+static int is_retired(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof retired / sizeof retired[0]; i++) {
+        if (retired[i] == pid) {
+            retired[i] = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void retire(struct keyd *k)
+{
+    for (size_t i = 0; i < sizeof retired / sizeof retired[0]; i++) {
+        if (retired[i] == 0) {
+            retired[i] = k->pid;
+            break;
+        }
+    }
+    keyd_forget(k); /* closing its control socket tells it */
+}
+
+/* SIGHUP: the certificates, keys, ticket-key file and certificate
+ * directory are read again by a new keyd and a new TLS context; new
+ * connections use them, live ones are untouched.  If anything is wrong
+ * with the new files, the old configuration stays and the log says why. */
+static void reload(struct engine_config **cfg, struct keyd *keyd, struct tls_context **tls)
+{
+    char err[512];
+    struct engine_config *nc = engine_config_reread(*cfg, err, sizeof err);
+    struct keyd nk = {-1, -1};
+    struct tls_context *nt = NULL;
+
+    if (nc == NULL)
+        goto fail;
+    if (!nc->bench_key_in_worker && keyd_start(nc, 0, &nk, NULL, err, sizeof err) < 0)
+        goto fail;
+    nt = tlsctx_new(nc, err, sizeof err);
+    if (nt == NULL)
+        goto fail;
+    tlsctx_inherit_tickets(nt, *tls);
+    if (keyd->pid > 0)
+        retire(keyd);
+    *keyd = nk;
+    tlsctx_free(*tls);
+    *tls = nt;
+    if (*cfg != reload_original)
+        engine_config_free(*cfg);
+    *cfg = nc;
+    log_line(LOG_ERROR, "reloaded: %d certificate(s)", nc->ncerts);
+    return;
+fail:
+    log_line(LOG_ERROR, "reload failed, keeping the running configuration: %s", err);
+    keyd_stop(&nk);
+    engine_config_free(nc);
 }
 
 /* tcpserver's host syntax: "0" is every IPv4 address, "::" every address
@@ -186,6 +250,8 @@ static int reap_workers(const struct engine_config *cfg, struct keyd *keyd,
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (is_retired(pid))
+            continue;
         if (pid == keyd->pid) {
             if (restart_keyd(cfg, keyd, status) < 0)
                 return -1;
@@ -272,6 +338,7 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
 
 int engine_serve(struct engine_config *cfg)
 {
+    reload_original = cfg;
     struct tls_context *tls;
     struct keyd keyd;
     char err[512] = "";
@@ -334,6 +401,10 @@ int engine_serve(struct engine_config *cfg)
             unsigned char sigs[64];
             ssize_t got = read(signal_pipe[0], sigs, sizeof sigs);
             for (ssize_t i = 0; i < got; i++) {
+                if (sigs[i] == SIGHUP) {
+                    reload(&cfg, &keyd, &tls);
+                    continue;
+                }
                 if (sigs[i] == SIGTERM || sigs[i] == SIGINT) {
                     /* As tcpserver: stop listening; running connections
                      * finish on their own (their handshakes are done or
@@ -355,5 +426,7 @@ out:
         close(devnull);
     keyd_stop(&keyd);
     tlsctx_free(tls);
+    if (cfg != reload_original)
+        engine_config_free(cfg);
     return code;
 }

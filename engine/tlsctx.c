@@ -439,6 +439,15 @@ long long tlsctx_rotate_tickets(struct tls_context *t)
     return tickets_rotate_if_due(&t->tickets);
 }
 
+void tlsctx_inherit_tickets(struct tls_context *to, const struct tls_context *from)
+{
+    if (to->tickets.next_rotate == 0 || from->tickets.next_rotate == 0)
+        return; /* keys from a file: the file was read again */
+    memcpy(to->tickets.keys, from->tickets.keys, sizeof to->tickets.keys);
+    to->tickets.n = from->tickets.n;
+    to->tickets.next_rotate = from->tickets.next_rotate;
+}
+
 void tlsctx_free(struct tls_context *t)
 {
     if (t == NULL)

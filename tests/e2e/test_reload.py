@@ -1,0 +1,81 @@
+"""Reload on SIGHUP: new connections get the new certificate and key (keyd
+reloads too), a live connection is untouched and loses no byte, and a bad
+new file keeps the old configuration with a log line saying why."""
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+
+def subject(port):
+    p = subprocess.run(["openssl", "s_client", "-ign_eof", "-connect", "127.0.0.1:%d" % port],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+    for line in p.stdout.decode(errors="replace").splitlines():
+        if line.startswith("subject="):
+            return line.split("CN = ", 1)[-1].strip()
+    return None
+
+
+class ReloadTest(harness.E2ETest):
+
+    def make(self, cn):
+        d = os.path.join(self.tmp, cn)
+        os.mkdir(d)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", d + "/key.pem", "-out",
+                        d + "/cert.pem", "-days", "2", "-subj", "/CN=" + cn], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        return d
+
+    def install(self, d):
+        for f in ("cert.pem", "key.pem"):
+            shutil.copyfile(os.path.join(d, f), os.path.join(self.tmp, "live-" + f))
+
+    def test_reload(self):
+        old, new = self.make("old.example"), self.make("new.example")
+        self.install(old)
+        env = self.env(CERTFILE=os.path.join(self.tmp, "live-cert.pem"),
+                       KEYFILE=os.path.join(self.tmp, "live-key.pem"))
+        n = 32 << 20
+        srv = self.server(self.app_cmd("source", n, 7), env=env)
+        self.assertEqual(subject(srv.port), "old.example")
+        keyd_before = [p.pid for p in srv.helpers()]
+
+        # a transfer that runs across the reload: the worker is mid-way,
+        # blocked on a client that has not read yet
+        ctx = harness.client_context(os.path.join(self.tmp, "live-cert.pem"))
+        ctx.check_hostname = False  # CN=old.example, not localhost
+        conn = self.tls_connect(srv.port, ctx=ctx)
+        first = conn.recv_exactly(1 << 20)
+        self.install(new)
+        os.kill(srv.pid, signal.SIGHUP)
+        srv.wait_log(r"reloaded: 1 certificate")
+        self.assertEqual(subject(srv.port), "new.example")
+        rest, how = conn.recv_all(timeout=60)
+        self.assertEqual(how, "close_notify")
+        self.assertEqual(len(first) + len(rest), n)
+        self.assertEqual(hashlib.sha256(first + rest).digest(),
+                         hashlib.sha256(harness.xorshift_stream(n, 7)).digest())
+
+        # a broken new file: the old configuration stays
+        with open(os.path.join(self.tmp, "live-cert.pem"), "w") as f:
+            f.write("garbage\n")
+        os.kill(srv.pid, signal.SIGHUP)
+        srv.wait_log(r"reload failed, keeping the running configuration: .*live-cert\.pem")
+        self.assertEqual(subject(srv.port), "new.example")
+        self.assertTrue(srv.alive())
+        # keyd was replaced: the retired one ends once its workers are done
+        self.assertEqual(len(keyd_before), 1)
+        self.assertTrue(harness.wait_until(
+            lambda: keyd_before[0] not in [p.pid for p in srv.helpers()], 5))
+        self.assertEqual(len(srv.helpers()), 1)  # the new keyd
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
