@@ -2,6 +2,7 @@
  * TCP..., TCP6... names plus sslserver's SSLLOCAL... and SSLREMOTE....
  * No DNS or ident lookups are ever made (as tcpserver -H -R). */
 #include "internal.h"
+#include "ucspitls_app.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -80,35 +81,65 @@ int conn_addr_from_env(struct conn_addr *a)
     return 0;
 }
 
-static int set(const char *name, const char *value)
+static const char *const ADDR_NAMES[] = {
+    "PROTO", "TCPLOCALIP", "TCPLOCALPORT", "TCPREMOTEIP", "TCPREMOTEPORT",
+    "SSLLOCALIP", "SSLLOCALPORT", "SSLREMOTEIP", "SSLREMOTEPORT",
+    "TCP6LOCALIP", "TCP6LOCALPORT", "TCP6REMOTEIP", "TCP6REMOTEPORT",
+    "TCPLOCALHOST", "SSLLOCALHOST",
+};
+
+int conn_addr_is_var(const char *name)
 {
-    return setenv(name, value, 1);
+    for (size_t i = 0; i < sizeof ADDR_NAMES / sizeof ADDR_NAMES[0]; i++)
+        if (strcmp(name, ADDR_NAMES[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void add(struct ucspitls_var *out, size_t *n, const char *name, const char *value)
+{
+    out[*n].name = name;
+    out[*n].value = value;
+    out[*n].value_len = strlen(value);
+    (*n)++;
+}
+
+size_t conn_addr_list(const struct conn_addr *a, const char *local_hostname,
+                      struct ucspitls_var *out)
+{
+    size_t n = 0;
+
+    if (!a->have)
+        return 0;
+    add(out, &n, "PROTO", a->ipv6 ? "TCP6" : "TCP");
+    add(out, &n, "TCPLOCALIP", a->local_ip);
+    add(out, &n, "TCPLOCALPORT", a->local_port);
+    add(out, &n, "TCPREMOTEIP", a->remote_ip);
+    add(out, &n, "TCPREMOTEPORT", a->remote_port);
+    add(out, &n, "SSLLOCALIP", a->local_ip);
+    add(out, &n, "SSLLOCALPORT", a->local_port);
+    add(out, &n, "SSLREMOTEIP", a->remote_ip);
+    add(out, &n, "SSLREMOTEPORT", a->remote_port);
+    if (a->ipv6) {
+        add(out, &n, "TCP6LOCALIP", a->local_ip);
+        add(out, &n, "TCP6LOCALPORT", a->local_port);
+        add(out, &n, "TCP6REMOTEIP", a->remote_ip);
+        add(out, &n, "TCP6REMOTEPORT", a->remote_port);
+    }
+    if (local_hostname != NULL) {
+        add(out, &n, "TCPLOCALHOST", local_hostname);
+        add(out, &n, "SSLLOCALHOST", local_hostname);
+    }
+    return n;
 }
 
 int conn_addr_export(const struct conn_addr *a, const char *local_hostname)
 {
-    int rc = 0;
+    struct ucspitls_var v[ADDR_VARS_MAX];
+    size_t n = conn_addr_list(a, local_hostname, v);
 
-    if (!a->have)
-        return 0;
-    rc |= set("PROTO", a->ipv6 ? "TCP6" : "TCP");
-    rc |= set("TCPLOCALIP", a->local_ip);
-    rc |= set("TCPLOCALPORT", a->local_port);
-    rc |= set("TCPREMOTEIP", a->remote_ip);
-    rc |= set("TCPREMOTEPORT", a->remote_port);
-    rc |= set("SSLLOCALIP", a->local_ip);
-    rc |= set("SSLLOCALPORT", a->local_port);
-    rc |= set("SSLREMOTEIP", a->remote_ip);
-    rc |= set("SSLREMOTEPORT", a->remote_port);
-    if (a->ipv6) {
-        rc |= set("TCP6LOCALIP", a->local_ip);
-        rc |= set("TCP6LOCALPORT", a->local_port);
-        rc |= set("TCP6REMOTEIP", a->remote_ip);
-        rc |= set("TCP6REMOTEPORT", a->remote_port);
-    }
-    if (local_hostname != NULL) {
-        rc |= set("TCPLOCALHOST", local_hostname);
-        rc |= set("SSLLOCALHOST", local_hostname);
-    }
-    return rc ? -1 : 0;
+    for (size_t i = 0; i < n; i++)
+        if (setenv(v[i].name, v[i].value, 1) < 0)
+            return -1;
+    return 0;
 }

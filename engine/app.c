@@ -117,12 +117,17 @@ static int await_gate(const struct engine_config *cfg, int gate)
     close(gate);
     if (len == 0)
         return -1;
-    if (!cfg->session_env)
+    if (!cfg->session_env && !cfg->proxy)
         return 0;
     if (ucspitls_vars_parse(buf, len, &vars) != 0)
         return -1;
     for (size_t i = 0; i < vars.count; i++) {
-        if (strncmp(vars.entries[i].name, "SSL_", 4) != 0)
+        const char *name = vars.entries[i].name;
+        /* session variables with -s; the client's address with --proxy
+         * (read by the worker from the PROXY header) */
+        if (!(cfg->session_env && strncmp(name, "SSL_", 4) == 0 &&
+              !conn_addr_is_var(name)) &&
+            !(cfg->proxy && conn_addr_is_var(name)))
             continue;
         if (setenv(vars.entries[i].name, vars.entries[i].value, 1) < 0) {
             ucspitls_vars_free(&vars);
@@ -137,7 +142,7 @@ static void child(const struct engine_config *cfg, const struct conn_addr *addr,
                   const struct app_fds *fds)
 {
     sigset_t none;
-    int gate = -1;
+    int gate = -1, gate_high = -1;
 
     signal(SIGPIPE, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
@@ -152,13 +157,18 @@ static void child(const struct engine_config *cfg, const struct conn_addr *addr,
         if (fds->worker_ends[i] >= 0)
             close(fds->worker_ends[i]);
 
+    /* the gate above every fd number about to be placed */
+    if (fds->gate >= 0 && (gate_high = fcntl(fds->gate, F_DUPFD_CLOEXEC, 10)) < 0)
+        goto fail;
     scrub_environment(cfg);
-    if (conn_addr_export(addr, cfg->local_hostname) < 0)
+    /* with --proxy the address is the PROXY header's, sent on the gate */
+    if (!cfg->proxy && conn_addr_export(addr, cfg->local_hostname) < 0)
         goto fail;
     if (cfg->delayed) {
         int src[5] = {fds->net_rfd, fds->net_wfd, fds->ctl, fds->read_pipe,
                       fds->write_pipe};
         int dst[5] = {0, 1, APP_CTL_FD, APP_READ_FD, APP_WRITE_FD};
+        gate = cfg->proxy ? gate_high : -1;
         if (place_fds(src, dst, 5) < 0 || set_fd_env("SSLCTLFD", APP_CTL_FD) < 0 ||
             set_fd_env("SSLREADFD", APP_READ_FD) < 0 ||
             set_fd_env("SSLWRITEFD", APP_WRITE_FD) < 0)
@@ -166,7 +176,7 @@ static void child(const struct engine_config *cfg, const struct conn_addr *addr,
     } else {
         int src[2] = {fds->plain_in, fds->plain_out};
         int dst[2] = {0, 1};
-        gate = fds->gate;
+        gate = gate_high;
         if (place_fds(src, dst, 2) < 0)
             goto fail;
     }

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 enum { OPT_HALF_CLOSE = 1000, OPT_HELP, OPT_CERTDIR, OPT_SNI_STRICT, OPT_ALPN,
-       OPT_CC_OPTIONAL, OPT_CC_PEM, OPT_TICKET_KEYS, OPT_TICKET_LIFETIME };
+       OPT_CC_OPTIONAL, OPT_CC_PEM, OPT_TICKET_KEYS, OPT_TICKET_LIFETIME, OPT_PROXY };
 
 static const struct option LONG_OPTS[] = {
     {"tcp-half-close", no_argument, NULL, OPT_HALF_CLOSE},
@@ -25,6 +25,7 @@ static const struct option LONG_OPTS[] = {
     {"client-cert-optional", no_argument, NULL, OPT_CC_OPTIONAL},
     {"client-cert-pem", no_argument, NULL, OPT_CC_PEM},
     {"ticket-keys", required_argument, NULL, OPT_TICKET_KEYS},
+    {"proxy", no_argument, NULL, OPT_PROXY},
     {"ticket-lifetime", required_argument, NULL, OPT_TICKET_LIFETIME},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -288,6 +289,7 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
         case OPT_CC_OPTIONAL: c->client_cert = CLIENT_CERT_OPTIONAL; break;
         case OPT_CC_PEM: c->client_cert_pem = 1; break;
         case OPT_TICKET_KEYS: c->ticket_keys = optarg; break;
+        case OPT_PROXY: c->proxy = 1; break;
         case OPT_TICKET_LIFETIME:
             if (util_parse_uint(optarg, 7 * 86400, &v) < 0 || v < 4)
                 return bad(c, exit_code, "--ticket-lifetime %.32s: seconds, 4 to 604800", optarg);

@@ -4,6 +4,8 @@
 #include "app.h"
 #include "internal.h"
 #include "keyprov.h"
+#include "proxy.h"
+#include "ucspitls_app.h"
 #include "log.h"
 #include "relay.h"
 #include "sandbox.h"
@@ -38,6 +40,7 @@ struct worker {
     struct relay *relay;
     SSL *ssl;
     const struct conn_addr *addr;
+    struct conn_addr proxied; /* --proxy: the address the header gave */
     long long started_ms;
 };
 
@@ -153,6 +156,67 @@ static const char *client_cn(struct worker *w, char *buf, size_t cap)
     return buf;
 }
 
+/* --proxy: reads the PROXY header, exactly (never a byte of the TLS stream
+ * behind it), within the handshake timeout.  Runs locked in: the header is
+ * the first thing read from the network.  Returns 0 with w->proxied
+ * filled (the socket's own address for a LOCAL/UNKNOWN header), or -1. */
+static int read_proxy_header(struct worker *w)
+{
+    unsigned char buf[PROXY_MAX_HEADER];
+    struct proxy_header h;
+    const char *why = NULL;
+    size_t len = 0;
+    long long deadline = now_ms() + (w->cfg->handshake_timeout_ms > 0
+                                         ? w->cfg->handshake_timeout_ms : 26000);
+    int rc;
+
+    while ((rc = proxy_parse(buf, len, &h, &why)) == PROXY_NEED_MORE) {
+        struct pollfd p = {.fd = w->net_rfd, .events = POLLIN, .revents = 0};
+        size_t want = proxy_read_size(buf, len);
+        long long left = deadline - now_ms();
+        ssize_t n;
+
+        if (want > sizeof buf - len)
+            want = sizeof buf - len;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+            log_line(LOG_ERROR, "tls %d proxy: no complete PROXY header in time", (int)getpid());
+            return -1;
+        }
+        n = read(w->net_rfd, buf + len, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            log_line(LOG_ERROR, "tls %d proxy: connection closed in the PROXY header",
+                     (int)getpid());
+            return -1;
+        }
+        len += (size_t)n;
+    }
+    if (rc != PROXY_OK) {
+        log_line(LOG_ERROR, "tls %d proxy: refused: %s", (int)getpid(), why ? why : "invalid");
+        return -1;
+    }
+    w->proxied = *w->addr;
+    if (!h.local) {
+        snprintf(w->proxied.remote_ip, sizeof w->proxied.remote_ip, "%s", h.src_ip);
+        snprintf(w->proxied.remote_port, sizeof w->proxied.remote_port, "%s", h.src_port);
+        snprintf(w->proxied.local_ip, sizeof w->proxied.local_ip, "%s", h.dst_ip);
+        snprintf(w->proxied.local_port, sizeof w->proxied.local_port, "%s", h.dst_port);
+        w->proxied.ipv6 = h.family == AF_INET6;
+        w->proxied.have = 1;
+    }
+    w->addr = &w->proxied;
+    log_line(LOG_INFO, "tls %d proxy: client %s:%s", (int)getpid(),
+             w->proxied.remote_ip, w->proxied.remote_port);
+    return 0;
+}
+
+/* --proxy: the client's address as variables for the app's gate. */
+static size_t proxy_vars(struct worker *w, struct ucspitls_var *v)
+{
+    return w->cfg->proxy ? conn_addr_list(w->addr, w->cfg->local_hostname, v) : 0;
+}
+
 static int handshake(struct worker *w)
 {
     char err[256];
@@ -216,7 +280,12 @@ static int run_immediate(struct worker *w)
         reap_app(w);
         return ENGINE_EXIT_TEMPORARY;
     }
-    len = session_vars_encode(w->ssl, w->cfg->client_cert_pem, block, sizeof block);
+    {
+        struct ucspitls_var addr[ADDR_VARS_MAX];
+        size_t n = proxy_vars(w, addr);
+        len = session_vars_encode(w->ssl, w->cfg->client_cert_pem, addr, n, block,
+                                  sizeof block);
+    }
     if (len < 0 || write_all(w->gate, block, (size_t)len) < 0) {
         log_line(LOG_ERROR, "tls %d unable to start the app", (int)getpid());
         close_fd(&w->gate);
@@ -268,7 +337,8 @@ static int run_delayed(struct worker *w)
     }
     if (cmd == 'Y') {
         char block[Y_REPLY_MAX];
-        int len = session_vars_encode(w->ssl, w->cfg->client_cert_pem, block, sizeof block);
+        int len = session_vars_encode(w->ssl, w->cfg->client_cert_pem, NULL, 0, block,
+                                      sizeof block);
         if (len < 0 || write_all(w->ctl, block, (size_t)len) < 0) {
             /* The app would read an empty reply as a failed handshake and
              * drop the pipes: end the connection the same way here. */
@@ -282,6 +352,27 @@ static int run_delayed(struct worker *w)
     close_fd(&w->ctl);
     pump(w);
     return reap_app(w);
+}
+
+/* --proxy: the header first; a connection without a valid one is refused
+ * (the app never starts).  In delayed mode the app starts now, with the
+ * header's address; in immediate mode after the handshake. */
+static int start_after_proxy(struct worker *w)
+{
+    struct ucspitls_var v[ADDR_VARS_MAX];
+    char block[2048];
+    size_t n, len = 0;
+
+    if (read_proxy_header(w) < 0)
+        return -1;
+    if (!w->cfg->delayed)
+        return 0;
+    n = proxy_vars(w, v);
+    if (ucspitls_vars_encode(v, n, block, sizeof block, &len) != 0 ||
+        write_all(w->gate, block, len) < 0)
+        return -1;
+    close_fd(&w->gate);
+    return 0;
 }
 
 int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
@@ -311,7 +402,7 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
         setsockopt(net_wfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
     if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0 ||
-        (!cfg->delayed && pipe2(gate, O_CLOEXEC) < 0) ||
+        ((!cfg->delayed || cfg->proxy) && pipe2(gate, O_CLOEXEC) < 0) ||
         (cfg->delayed && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0)) {
         log_line(LOG_ERROR, "unable to create pipes: %s", strerror(errno));
         goto out;
@@ -369,6 +460,8 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
         goto out_app;
     }
     if (lock_in(&w) < 0)
+        goto out_app;
+    if (cfg->proxy && start_after_proxy(&w) < 0)
         goto out_app;
     code = cfg->delayed ? run_delayed(&w) : run_immediate(&w);
     goto out;

@@ -71,6 +71,7 @@ struct engine_config {
     const char *cafile, *cadir, *ccafile; /* trust anchors; names sent */
     int verify_depth;                    /* $VERIFYDEPTH */
     int client_cert_pem;                 /* --client-cert-pem: SSL_CLIENT_CERT */
+    int proxy;                /* --proxy: a PROXY v1/v2 header comes first */
     const char *ticket_keys;  /* --ticket-keys: HAProxy tls-ticket-keys file */
     long ticket_lifetime;     /* --ticket-lifetime, seconds (7200) */
     unsigned char alpn[256];  /* --alpn: wire format (length-prefixed names) */
@@ -95,6 +96,7 @@ struct conn_addr {
 };
 
 struct tls_context;
+struct ucspitls_var; /* appkit/ucspitls_app.h */
 
 /* tlsctx.c: the server SSL_CTX and everything it needs, built once in the
  * master before any fork. */
@@ -119,7 +121,8 @@ int keystore_read_password(int fd, char *buf, size_t cap, char *err, size_t errl
 
 /* session.c: the session variables of a finished handshake, encoded as a
  * UCSPI-TLS `Y` block (NAME=value\0...\0).  Returns the length, or -1. */
-int session_vars_encode(SSL *ssl, int with_pem, char *buf, size_t cap);
+int session_vars_encode(SSL *ssl, int with_pem, const struct ucspitls_var *extra,
+                        size_t nextra, char *buf, size_t cap);
 /* Whether a peer-supplied server name is a plain host name, fit for the
  * environment and the log. */
 int session_host_name_ok(const char *s);
@@ -130,6 +133,13 @@ int conn_addr_from_env(struct conn_addr *a);
 /* Sets PROTO, TCP*, TCP6*, SSLLOCAL*, SSLREMOTE* in the current
  * environment (call in the app child before exec). */
 int conn_addr_export(const struct conn_addr *a, const char *local_hostname);
+/* The same variables as a list (values point into a and local_hostname);
+ * returns how many, at most ADDR_VARS_MAX. */
+#define ADDR_VARS_MAX 16
+size_t conn_addr_list(const struct conn_addr *a, const char *local_hostname,
+                      struct ucspitls_var *out);
+/* Whether name is one of the variables conn_addr_list makes. */
+int conn_addr_is_var(const char *name);
 
 /* conn.c: serves one connection in the current process (the worker);
  * returns the exit code the process should end with. */

@@ -476,3 +476,19 @@ int proxy_parse(const unsigned char *buf, size_t len, struct proxy_header *out,
         *out = h;
     return r;
 }
+
+size_t proxy_read_size(const unsigned char *buf, size_t len)
+{
+    size_t total;
+
+    /* every header, v1 ("PROXY UNKNOWN\r\n") or v2 (16 bytes), is at
+     * least 8 bytes long */
+    if (len < 8)
+        return 8 - len;
+    if (buf[0] == 'P')
+        return 1; /* v1: its end is the CRLF, so a byte at a time */
+    if (len < PROXY_V2_FIXED)
+        return PROXY_V2_FIXED - len;
+    total = PROXY_V2_FIXED + (((size_t)buf[14] << 8) | buf[15]);
+    return total > len ? total - len : 1;
+}

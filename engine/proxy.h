@@ -84,4 +84,9 @@ enum { PROXY_OK = 0, PROXY_NEED_MORE = 1, PROXY_INVALID = -1 };
 int proxy_parse(const unsigned char *buf, size_t len, struct proxy_header *out,
                 const char **why);
 
+/* For buf[0..len) on which proxy_parse said PROXY_NEED_MORE: how many more
+ * bytes certainly belong to the header (at least 1).  Reading exactly that
+ * many from the socket never takes a byte of the TLS stream behind it. */
+size_t proxy_read_size(const unsigned char *buf, size_t len);
+
 #endif

@@ -173,7 +173,8 @@ static void put_client_pem(struct collect *b, SSL *ssl)
     BIO_free(mem);
 }
 
-int session_vars_encode(SSL *ssl, int with_pem, char *buf, size_t cap)
+int session_vars_encode(SSL *ssl, int with_pem, const struct ucspitls_var *extra,
+                        size_t nextra, char *buf, size_t cap)
 {
     static struct collect b; /* big: kept off the worker's stack */
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
@@ -224,6 +225,8 @@ int session_vars_encode(SSL *ssl, int with_pem, char *buf, size_t cap)
         put_name(&b, "SSL_SERVER_I_DN", X509_get_issuer_name(cert));
     }
     put_client(&b, ssl, 0);
+    for (size_t i = 0; i < nextra; i++)
+        put(&b, extra[i].name, extra[i].value);
     if (with_pem)
         put_client_pem(&b, ssl);
     if (b.overflow ||
