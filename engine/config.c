@@ -118,6 +118,11 @@ static int parse_env(struct engine_config *c, int *exit_code)
     if (c->key_password_fd3 && getenv("LISTEN_FDS") != NULL)
         return bad(c, exit_code, "%s", "-3 reads fd 3, where systemd passes the socket: "
                    "use one or the other");
+    if (getenv("MAXCONIP") != NULL) {
+        if (util_parse_uint(getenv("MAXCONIP"), 100000, &v) < 0)
+            return bad(c, exit_code, "%s", "$MAXCONIP: not a number");
+        c->maxconip = (unsigned)v;
+    }
     c->cafile = getenv("CAFILE");
     c->cadir = getenv("CADIR");
     c->ccafile = getenv("CCAFILE");
@@ -280,8 +285,8 @@ static int parse_opts(struct engine_config *c, int argc, char **argv,
         case 'Z': c->client_cert = CLIENT_CERT_NONE; break;
         case 'm': c->client_cert = CLIENT_CERT_REQUIRE; break;
         case 'z': c->client_cert = CLIENT_CERT_MATCH; break;
-        case 'x': case 'X':
-            return bad(c, exit_code, "%s", "-x/-X: tcprules files are not supported yet");
+        case 'x': c->rules_file = optarg; break;
+        case 'X': c->rules_missing_ok = 1; break;
         case '3': c->key_password_fd3 = 1; break;
         case OPT_HALF_CLOSE: c->tcp_half_close = 1; break;
         case OPT_CERTDIR: c->certdir = optarg; break;

@@ -72,6 +72,9 @@ struct engine_config {
     int verify_depth;                    /* $VERIFYDEPTH */
     int client_cert_pem;                 /* --client-cert-pem: SSL_CLIENT_CERT */
     int proxy;                /* --proxy: a PROXY v1/v2 header comes first */
+    const char *rules_file;   /* -x: tcprules cdb, read at every connection */
+    int rules_missing_ok;     /* -X: no rules file means allow */
+    unsigned maxconip;        /* $MAXCONIP: connections per client address */
     const char *ticket_keys;  /* --ticket-keys: HAProxy tls-ticket-keys file */
     long ticket_lifetime;     /* --ticket-lifetime, seconds (7200) */
     unsigned char alpn[256];  /* --alpn: wire format (length-prefixed names) */

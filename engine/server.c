@@ -3,6 +3,7 @@
  * from a client. */
 #include "internal.h"
 #include "keyd.h"
+#include "rules.h"
 #include "log.h"
 
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include <unistd.h>
 
 static int signal_pipe[2] = {-1, -1};
+/* The per-address connection counts ($MAXCONIP, or a rule's MAXCONIP). */
+static struct rules_iptable *iptable;
 /* the configuration the front end gave us (its owner frees it) */
 static const struct engine_config *reload_original;
 /* /dev/null, for the workers' fds 0 and 1: the master's own stdin and
@@ -252,6 +255,7 @@ static int reap_workers(const struct engine_config *cfg, struct keyd *keyd,
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         if (is_retired(pid))
             continue;
+        rules_iptable_remove_pid(iptable, pid);
         if (pid == keyd->pid) {
             if (restart_keyd(cfg, keyd, status) < 0)
                 return -1;
@@ -287,11 +291,57 @@ static void worker(const struct engine_config *cfg, struct tls_context *tls,
     _exit(conn_serve(cfg, tls, conn, conn, &addr, channel));
 }
 
+/* Access control before any TLS work: the tcprules file (read at every
+ * connection, as tcpserver does, so that a new file applies at once) and
+ * the per-address limit.  Returns 0 to serve, with the rule's variables in
+ * env, or -1 to drop the connection. */
+static int admit(const struct engine_config *cfg, const struct conn_addr *addr,
+                 struct rules_env *env)
+{
+    unsigned limit = cfg->maxconip;
+    const char *why = NULL;
+
+    memset(env, 0, sizeof *env);
+    if (cfg->rules_file != NULL) {
+        int fd = open(cfg->rules_file, O_RDONLY | O_CLOEXEC);
+        int verdict;
+        if (fd < 0) {
+            if (errno == ENOENT && cfg->rules_missing_ok)
+                goto limit;
+            log_line(LOG_ERROR, "deny %s: rules file %s: %s", addr->remote_ip,
+                     cfg->rules_file, strerror(errno));
+            return -1;
+        }
+        verdict = rules_lookup(fd, addr->remote_ip, env, &why);
+        close(fd);
+        if (verdict != RULES_ALLOW) {
+            /* a rule that cannot be read denies, never allows */
+            log_line(verdict == RULES_DENY ? LOG_INFO : LOG_ERROR, "deny %s rule '%s'%s%s",
+                     addr->remote_ip, env->rule, why ? ": " : "", why ? why : "");
+            return -1;
+        }
+        for (size_t i = 0; i < env->count; i++) {
+            unsigned long v;
+            if (strcmp(env->set[i].name, "MAXCONIP") == 0 &&
+                util_parse_uint(env->set[i].value, 100000, &v) == 0)
+                limit = (unsigned)v;
+        }
+    }
+limit:
+    if (limit > 0 && rules_iptable_count(iptable, addr->remote_ip) >= limit) {
+        log_line(LOG_INFO, "deny %s: %u connections from it (MAXCONIP)", addr->remote_ip,
+                 limit);
+        return -1;
+    }
+    return 0;
+}
+
 static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
                        struct keyd *keyd, int listener, int *active,
                        int *pause_ms)
 {
     struct conn_addr addr;
+    struct rules_env env;
     pid_t pid;
     int channel = -1;
     int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
@@ -306,6 +356,13 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
         }
         return;
     }
+    if (conn_addr_from_socket(conn, &addr) < 0)
+        addr.have = 0;
+    if ((cfg->rules_file != NULL || cfg->maxconip > 0) &&
+        (!addr.have || admit(cfg, &addr, &env) < 0)) {
+        close(conn);
+        return;
+    }
     if (!cfg->bench_key_in_worker) {
         channel = keyd_channel_new(keyd);
         if (channel < 0) {
@@ -315,8 +372,13 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
         }
     }
     pid = fork();
-    if (pid == 0)
+    if (pid == 0) {
+        /* the rule's variables go to the app; its own address variables,
+         * set later, win over them */
+        for (size_t i = 0; cfg->rules_file != NULL && i < env.count; i++)
+            setenv(env.set[i].name, env.set[i].value, 1);
         worker(cfg, tls, keyd, listener, conn, channel);
+    }
     if (channel >= 0)
         close(channel);
     if (pid < 0) {
@@ -324,7 +386,9 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
         *pause_ms = 100;
     } else {
         (*active)++;
-        if (cfg->verbosity >= LOG_INFO && conn_addr_from_socket(conn, &addr) == 0) {
+        if (addr.have && rules_iptable_add(iptable, addr.remote_ip, pid, 0) < 0)
+            log_line(LOG_ERROR, "per-address table full");
+        if (cfg->verbosity >= LOG_INFO && addr.have) {
             log_line(LOG_INFO, "status: %d/%d", *active, cfg->concurrency);
             log_line(LOG_INFO, "pid %d from %s", (int)pid, addr.remote_ip);
             log_line(LOG_INFO, "ok %d %s:%s:%s :%s::%s", (int)pid,
@@ -356,6 +420,11 @@ int engine_serve(struct engine_config *cfg)
                  cfg->host, cfg->port);
     if (listener < 0) {
         log_line(LOG_ERROR, "fatal: %s", err);
+        goto out;
+    }
+    iptable = rules_iptable_new((size_t)cfg->concurrency + 16);
+    if (iptable == NULL) {
+        log_line(LOG_ERROR, "fatal: out of memory");
         goto out;
     }
     devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -424,6 +493,8 @@ out:
         close(listener);
     if (devnull >= 0)
         close(devnull);
+    rules_iptable_free(iptable);
+    iptable = NULL;
     keyd_stop(&keyd);
     tlsctx_free(tls);
     if (cfg != reload_original)

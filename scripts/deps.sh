@@ -5,7 +5,7 @@
 # command and fails, so that nothing half-works.
 set -eu
 
-build="gcc make cmake pkg-config libssl-dev libseccomp-dev libcap-dev openssl"
+build="gcc make cmake pkg-config libssl-dev libseccomp-dev libcap-dev libcdb-dev openssl"
 test="$build python3 swaks ucspi-tcp curl socat procps"
 bench="$test stunnel4 hitch"
 

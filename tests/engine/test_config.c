@@ -57,7 +57,7 @@ int main(void)
     REJECT(ENGINE_SERVER, "-Y", "0", "0", "true");
     REJECT(ENGINE_SERVER, "--no-such-option", "0", "0", "true");
     REJECT(ENGINE_SERVER, "-c");
-    REJECT(ENGINE_SERVER, "-x", "rules.cdb", "0", "0", "true");
+    REJECT(ENGINE_SERVER, "-x");
     REJECT(ENGINE_HANDLE);
     REJECT(ENGINE_HANDLE, "-c", "5", "true"); /* tlsd has no -c */
     REJECT(ENGINE_HANDLE, "-1", "true");
