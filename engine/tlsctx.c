@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,13 @@ struct sni_ctx {
     SSL_CTX *ctx;
 };
 
+/* A stapled OCSP response for one loaded certificate. */
+struct staple {
+    X509 *cert;         /* the leaf as loaded into a context (a reference) */
+    unsigned char *der; /* OCSPResponse (owned) */
+    int len;
+};
+
 struct tls_context {
     OSSL_LIB_CTX *libctx; /* the default provider and keyprov */
     SSL_CTX *ctx;         /* the default; every handshake starts here */
@@ -34,6 +42,8 @@ struct tls_context {
     int nsni;
     int sni_strict;
     struct tickets tickets;     /* session-ticket keys (master-owned) */
+    struct staple *staples;     /* OCSP stapling: <certfile>.ocsp */
+    int nstaples;
     X509_STORE *store;          /* client-certificate trust anchors */
     STACK_OF(X509_NAME) *names; /* CA names sent in the CertificateRequest */
 };
@@ -48,6 +58,67 @@ static void ssl_reason(char *err, size_t errlen, const char *what,
         ERR_error_string_n(code, e, sizeof e);
     ERR_clear_error();
     snprintf(err, errlen, "%s %s: %s", what, file, e[0] ? e : "failed");
+}
+
+/* OCSP stapling: a DER OCSPResponse in <certfile>.ocsp (HAProxy's
+ * convention), read now and on every reload; none is fine. */
+static int load_staple(struct tls_context *t, X509 *cert, const char *certfile,
+                       char *err, size_t errlen)
+{
+    char path[4096];
+    unsigned char buf[65536];
+    const unsigned char *p = buf;
+    OCSP_RESPONSE *resp;
+    struct staple *grown;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "%s.ocsp", certfile);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    resp = n > 0 && n < sizeof buf ? d2i_OCSP_RESPONSE(NULL, &p, (long)n) : NULL;
+    if (resp == NULL || (size_t)(p - buf) != n) {
+        OCSP_RESPONSE_free(resp);
+        ERR_clear_error();
+        snprintf(err, errlen, "%s: not a DER OCSP response", path);
+        return -1;
+    }
+    OCSP_RESPONSE_free(resp);
+    grown = realloc(t->staples, (size_t)(t->nstaples + 1) * sizeof *grown);
+    if (grown == NULL)
+        return -1;
+    t->staples = grown;
+    grown[t->nstaples].der = OPENSSL_memdup(buf, n);
+    if (grown[t->nstaples].der == NULL)
+        return -1;
+    X509_up_ref(cert);
+    grown[t->nstaples].cert = cert;
+    grown[t->nstaples].len = (int)n;
+    t->nstaples++;
+    return 0;
+}
+
+/* A client asked for the certificate's status: staple the response of the
+ * certificate this handshake uses, if there is one. */
+static int on_status(SSL *ssl, void *arg)
+{
+    struct tls_context *t = arg;
+    X509 *cert = SSL_get_certificate(ssl);
+
+    for (int i = 0; cert != NULL && i < t->nstaples; i++) {
+        if (t->staples[i].cert == cert) {
+            unsigned char *copy = OPENSSL_memdup(t->staples[i].der, (size_t)t->staples[i].len);
+            if (copy == NULL || SSL_set_tlsext_status_ocsp_resp(ssl, copy, t->staples[i].len) != 1) {
+                OPENSSL_free(copy);
+                return SSL_TLSEXT_ERR_NOACK;
+            }
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;
 }
 
 /* Loads certificate entry id (its chain) into ctx, with its key: a keyd
@@ -80,6 +151,8 @@ static int add_certificate(struct tls_context *t, SSL_CTX *ctx,
         return -1;
     }
     cert = SSL_CTX_get0_certificate(ctx); /* the one just loaded */
+    if (cert != NULL && load_staple(t, cert, e->cert, err, errlen) < 0)
+        return -1;
     if (cfg->bench_key_in_worker)
         key = keystore_load(certlist_key_file(e), NULL, err, errlen);
     else if ((key = cert ? keyprov_handle_new(t->libctx, X509_get0_pubkey(cert),
@@ -235,6 +308,8 @@ static SSL_CTX *new_ctx(struct tls_context *t, const struct engine_config *cfg,
         tickets_install(ctx, &t->tickets);
     if (cfg->alpn_len > 0)
         SSL_CTX_set_alpn_select_cb(ctx, on_alpn, (void *)cfg);
+    SSL_CTX_set_tlsext_status_cb(ctx, on_status);
+    SSL_CTX_set_tlsext_status_arg(ctx, t);
     if (cfg->client_cert != CLIENT_CERT_NONE) {
         int mode = SSL_VERIFY_PEER;
         if (cfg->client_cert != CLIENT_CERT_OPTIONAL)
@@ -460,6 +535,11 @@ void tlsctx_free(struct tls_context *t)
     SSL_CTX_free(t->ctx);
     X509_STORE_free(t->store);
     tickets_clear(&t->tickets);
+    for (int i = 0; i < t->nstaples; i++) {
+        X509_free(t->staples[i].cert);
+        OPENSSL_free(t->staples[i].der);
+    }
+    free(t->staples);
     sk_X509_NAME_pop_free(t->names, X509_NAME_free);
     OSSL_LIB_CTX_free(t->libctx);
     free(t);
