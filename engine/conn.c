@@ -27,7 +27,7 @@
 /* The Y reply: the session variables with room to spare. */
 #define Y_REPLY_MAX 16384
 /* Pipes between worker and app: several records in flight per direction. */
-#define PIPE_SIZE (256 * 1024)
+#define PIPE_SIZE (1024 * 1024)
 /* fds the locked-in worker may hold: 0-2, socket, 2 pipes, ctl, a spare */
 #define WORKER_MAX_FDS 16
 

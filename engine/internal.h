@@ -176,6 +176,25 @@ int certlist_build(struct engine_config *c, char *err, size_t errlen);
 void certlist_free(struct engine_config *c);
 const char *certlist_key_file(const struct cert_entry *e);
 
+/* lifecycle.c */
+struct keyd;
+struct rules_env;
+/* Forks the worker for one connection (read rfd, write wfd): a keyd
+ * channel for it, the rule's variables (env, may be NULL) for its app,
+ * every other fd of the caller closed in it.  Returns the pid, or -1. */
+pid_t engine_spawn_worker(const struct engine_config *cfg, struct tls_context *tls,
+                          struct keyd *keyd, int rfd, int wfd, const struct rules_env *env);
+/* keyd ended: logs it and starts a new one; -1 when that is impossible. */
+int keyd_restart(const struct engine_config *cfg, struct keyd *keyd, int status);
+/* Whether pid is a keyd let go of at a reload (and forgets it). */
+int keyd_is_retired(pid_t pid);
+/* Reads the configuration's files again into a new keyd and TLS context;
+ * on success swaps them in (the old keyd retires).  original is the
+ * caller's own configuration, never freed here.  -1 with err: nothing
+ * changed. */
+int engine_reload(struct engine_config **cfg, const struct engine_config *original,
+                  struct keyd *keyd, struct tls_context **tls, char *err, size_t errlen);
+
 /* util.c */
 int util_parse_uint(const char *s, unsigned long max, unsigned long *out);
 

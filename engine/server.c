@@ -24,9 +24,7 @@ static int signal_pipe[2] = {-1, -1};
 static struct rules_iptable *iptable;
 /* the configuration the front end gave us (its owner frees it) */
 static const struct engine_config *reload_original;
-/* /dev/null, for the workers' fds 0 and 1: the master's own stdin and
- * stdout (a terminal, a log) are none of a worker's business. */
-static int devnull = -1;
+
 
 static void on_signal(int sig)
 {
@@ -55,75 +53,6 @@ static int install_signals(void)
     return 0;
 }
 
-static void restore_signals(void)
-{
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-}
-
-/* keyd processes let go of at a reload: they serve the channels of the
- * workers forked before it, then exit; their ends are not workers' ends. */
-static pid_t retired[16];
-
-static int is_retired(pid_t pid)
-{
-    for (size_t i = 0; i < sizeof retired / sizeof retired[0]; i++) {
-        if (retired[i] == pid) {
-            retired[i] = 0;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static void retire(struct keyd *k)
-{
-    for (size_t i = 0; i < sizeof retired / sizeof retired[0]; i++) {
-        if (retired[i] == 0) {
-            retired[i] = k->pid;
-            break;
-        }
-    }
-    keyd_forget(k); /* closing its control socket tells it */
-}
-
-/* SIGHUP: the certificates, keys, ticket-key file and certificate
- * directory are read again by a new keyd and a new TLS context; new
- * connections use them, live ones are untouched.  If anything is wrong
- * with the new files, the old configuration stays and the log says why. */
-static void reload(struct engine_config **cfg, struct keyd *keyd, struct tls_context **tls)
-{
-    char err[512];
-    struct engine_config *nc = engine_config_reread(*cfg, err, sizeof err);
-    struct keyd nk = {-1, -1};
-    struct tls_context *nt = NULL;
-
-    if (nc == NULL)
-        goto fail;
-    if (!nc->bench_key_in_worker && keyd_start(nc, 0, &nk, NULL, err, sizeof err) < 0)
-        goto fail;
-    nt = tlsctx_new(nc, err, sizeof err);
-    if (nt == NULL)
-        goto fail;
-    tlsctx_inherit_tickets(nt, *tls);
-    if (keyd->pid > 0)
-        retire(keyd);
-    *keyd = nk;
-    tlsctx_free(*tls);
-    *tls = nt;
-    if (*cfg != reload_original)
-        engine_config_free(*cfg);
-    *cfg = nc;
-    log_line(LOG_ERROR, "reloaded: %d certificate(s)", nc->ncerts);
-    return;
-fail:
-    log_line(LOG_ERROR, "reload failed, keeping the running configuration: %s", err);
-    keyd_stop(&nk);
-    engine_config_free(nc);
-}
 
 /* tcpserver's host syntax: "0" is every IPv4 address, "::" every address
  * (dual stack), anything else a name or literal. */
@@ -219,33 +148,6 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-/* keyd ended (killed, or crashed): handshakes in flight fail; start a new
- * one for the connections to come.  Returns -1 when that fails too. */
-static int restart_keyd(const struct engine_config *cfg, struct keyd *keyd,
-                        int status)
-{
-    char err[512];
-
-    if (WIFSIGNALED(status))
-        log_line(LOG_ERROR, "keyd %d killed by signal %d: restarting it",
-                 (int)keyd->pid, WTERMSIG(status));
-    else
-        log_line(LOG_ERROR, "keyd %d exited with status %d: restarting it",
-                 (int)keyd->pid, WEXITSTATUS(status));
-    keyd_forget(keyd);
-    if (cfg->key_password_fd3) {
-        /* The password was read once from fd 3 and is gone (the master
-         * never keeps key material): a new keyd could not open the key. */
-        log_line(LOG_ERROR, "fatal: keyd is gone and -3 keys cannot be reloaded");
-        return -1;
-    }
-    if (keyd_start(cfg, 0, keyd, NULL, err, sizeof err) < 0) {
-        log_line(LOG_ERROR, "fatal: keyd: %s", err);
-        return -1;
-    }
-    return 0;
-}
-
 static int reap_workers(const struct engine_config *cfg, struct keyd *keyd,
                         int *active)
 {
@@ -253,11 +155,11 @@ static int reap_workers(const struct engine_config *cfg, struct keyd *keyd,
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (is_retired(pid))
+        if (keyd_is_retired(pid))
             continue;
         rules_iptable_remove_pid(iptable, pid);
         if (pid == keyd->pid) {
-            if (restart_keyd(cfg, keyd, status) < 0)
+            if (keyd_restart(cfg, keyd, status) < 0)
                 return -1;
             continue;
         }
@@ -269,26 +171,6 @@ static int reap_workers(const struct engine_config *cfg, struct keyd *keyd,
         log_line(LOG_INFO, "status: %d/%d", *active, cfg->concurrency);
     }
     return 0;
-}
-
-/* In the new worker process: never returns. */
-static void worker(const struct engine_config *cfg, struct tls_context *tls,
-                   struct keyd *keyd, int listener, int conn, int channel)
-{
-    struct conn_addr addr;
-
-    restore_signals();
-    if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0)
-        _exit(ENGINE_EXIT_TEMPORARY);
-    close(devnull);
-    close(listener);
-    close(signal_pipe[0]);
-    close(signal_pipe[1]);
-    if (keyd->ctl >= 0)
-        close(keyd->ctl); /* only the master hands out channels */
-    if (conn_addr_from_socket(conn, &addr) < 0)
-        addr.have = 0;
-    _exit(conn_serve(cfg, tls, conn, conn, &addr, channel));
 }
 
 /* Access control before any TLS work: the tcprules file (read at every
@@ -343,7 +225,6 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
     struct conn_addr addr;
     struct rules_env env;
     pid_t pid;
-    int channel = -1;
     int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 
     if (conn < 0) {
@@ -363,26 +244,9 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
         close(conn);
         return;
     }
-    if (!cfg->bench_key_in_worker) {
-        channel = keyd_channel_new(keyd);
-        if (channel < 0) {
-            log_line(LOG_ERROR, "keyd unavailable: dropping a connection");
-            close(conn);
-            return;
-        }
-    }
-    pid = fork();
-    if (pid == 0) {
-        /* the rule's variables go to the app; its own address variables,
-         * set later, win over them */
-        for (size_t i = 0; cfg->rules_file != NULL && i < env.count; i++)
-            setenv(env.set[i].name, env.set[i].value, 1);
-        worker(cfg, tls, keyd, listener, conn, channel);
-    }
-    if (channel >= 0)
-        close(channel);
+    pid = engine_spawn_worker(cfg, tls, keyd, conn, conn,
+                              cfg->rules_file != NULL ? &env : NULL);
     if (pid < 0) {
-        log_line(LOG_ERROR, "unable to fork: %s", strerror(errno));
         *pause_ms = 100;
     } else {
         (*active)++;
@@ -427,11 +291,6 @@ int engine_serve(struct engine_config *cfg)
         log_line(LOG_ERROR, "fatal: out of memory");
         goto out;
     }
-    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (devnull < 0) {
-        log_line(LOG_ERROR, "fatal: /dev/null: %s", strerror(errno));
-        goto out;
-    }
     if (install_signals() < 0) {
         log_line(LOG_ERROR, "fatal: unable to set up signals: %s", strerror(errno));
         goto out;
@@ -471,7 +330,10 @@ int engine_serve(struct engine_config *cfg)
             ssize_t got = read(signal_pipe[0], sigs, sizeof sigs);
             for (ssize_t i = 0; i < got; i++) {
                 if (sigs[i] == SIGHUP) {
-                    reload(&cfg, &keyd, &tls);
+                    char why[512];
+                    if (engine_reload(&cfg, reload_original, &keyd, &tls, why, sizeof why) < 0)
+                        log_line(LOG_ERROR, "reload failed, keeping the running "
+                                            "configuration: %s", why);
                     continue;
                 }
                 if (sigs[i] == SIGTERM || sigs[i] == SIGINT) {
@@ -491,8 +353,6 @@ int engine_serve(struct engine_config *cfg)
 out:
     if (listener >= 0)
         close(listener);
-    if (devnull >= 0)
-        close(devnull);
     rules_iptable_free(iptable);
     iptable = NULL;
     keyd_stop(&keyd);
