@@ -5,7 +5,9 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO ?= demo
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test deps-build deps-test clean
+PREFIX ?= /usr/local
+
+.PHONY: all build run test install bench deps-build deps-test clean
 
 all: build
 
@@ -26,6 +28,13 @@ run: build
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+bench: build
+	@sh scripts/deps.sh bench
+	bash bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

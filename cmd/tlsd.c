@@ -1,16 +1,16 @@
-/* tlsd [options] prog...: TLS for the one connection on fds 0/1. */
-#include "engine.h"
+/* tlsd [options] prog...: TLS for the one connection on fds 0/1.  Only the
+ * public engine API. */
+#include "ucspitls/engine.h"
 
 #include <stddef.h>
 
 int main(int argc, char **argv)
 {
     int code;
-    struct engine_config *cfg = engine_config_parse(ENGINE_HANDLE, argc, argv, &code);
+    struct ucspitls_engine *e = ucspitls_engine_new(UCSPITLS_MODE_HANDLE, argc, argv, &code);
 
-    if (cfg == NULL)
+    if (e == NULL)
         return code;
-    code = engine_handle(cfg);
-    engine_config_free(cfg);
-    return code;
+    /* returns locked in (seccomp): no freeing after it, just exit */
+    return ucspitls_engine_run_handle(e);
 }

@@ -1,0 +1,86 @@
+/* embed-server PORT [tlsd options] prog...: a minimal UCSPI server with
+ * its own accept loop that hands each connection to libucspitls.  Every
+ * connection gets what tlsserver gives it: a locked-in worker, keyd, the
+ * UCSPI environment.  The options are tlsd's (e.g. -n for UCSPI-TLS).
+ *
+ *   cc embed-server.c $(pkg-config --cflags --libs ucspitls) */
+#include <ucspitls/engine.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct sockaddr_in sin;
+    struct ucspitls_engine *e;
+    char err[512];
+    int fd, code, one = 1;
+
+    if (argc < 3) {
+        fprintf(stderr, "usage: embed-server PORT [tlsd options] prog...\n");
+        return UCSPITLS_EXIT_PERMANENT;
+    }
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((unsigned short)atoi(argv[1]));
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    argv[1] = argv[0]; /* the engine sees: embed-server [options] prog... */
+    e = ucspitls_engine_new(UCSPITLS_MODE_HANDLE, argc - 1, argv + 1, &code);
+    if (e == NULL)
+        return code;
+    if (ucspitls_engine_start(e, err, sizeof err) < 0) {
+        fprintf(stderr, "embed-server: %s\n", err);
+        ucspitls_engine_free(e);
+        return UCSPITLS_EXIT_TEMPORARY;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(fd, 64) < 0) {
+        perror("embed-server: bind");
+        ucspitls_engine_free(e);
+        return UCSPITLS_EXIT_TEMPORARY;
+    }
+    signal(SIGTERM, on_term);
+    signal(SIGPIPE, SIG_IGN);
+    {
+        socklen_t len = sizeof sin;
+        getsockname(fd, (struct sockaddr *)&sin, &len); /* port 0: the one we got */
+        printf("%d\n", ntohs(sin.sin_port));
+    }
+    fflush(stdout);
+    while (!stop) {
+        int conn, status;
+        pid_t pid;
+
+        /* reap: workers, and keyd if it died (the engine restarts it) */
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+            if (!ucspitls_engine_child_exited(e, pid, status))
+                fprintf(stderr, "embed-server: connection %d ended, status %d\n",
+                        (int)pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0)
+            continue; /* EINTR on SIGTERM */
+        if (ucspitls_engine_spawn(e, conn, conn) < 0)
+            fprintf(stderr, "embed-server: could not serve a connection\n");
+        close(conn);
+    }
+    close(fd);
+    ucspitls_engine_free(e);
+    return 0;
+}
