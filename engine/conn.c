@@ -35,6 +35,8 @@ struct worker {
     const struct engine_config *cfg;
     int net_rfd, net_wfd;
     pid_t app;
+    int ktls;                 /* kTLS found at start-up */
+    int from_app_fd, to_app_fd; /* the relay's pipe ends, for the sandbox */
     int ctl;          /* delayed: our end of the control socket */
     int gate;         /* immediate: write end of the app's start gate */
     struct relay *relay;
@@ -108,7 +110,11 @@ static int lock_in(struct worker *w)
         .chroot_dir = cfg->chroot_dir,
         .max_fds = WORKER_MAX_FDS,
         .app_pid = w->app,
-        .allow_splice = 0,
+        .allow_ktls = w->ktls,
+        .net_rfd = w->net_rfd,
+        .net_wfd = w->net_wfd,
+        .from_app_fd = w->from_app_fd,
+        .to_app_fd = w->to_app_fd,
     };
     char err[256];
     int unprivileged = 0;
@@ -261,10 +267,11 @@ static void pump(struct worker *w)
 
     if (rc != RELAY_DONE)
         log_line(LOG_ERROR, "tls %d ended: %s", (int)getpid(), err);
-    log_line(LOG_INFO, "tls %d done %s to-peer %llu to-app %llu%s", (int)getpid(),
+    log_line(LOG_INFO, "tls %d done %s to-peer %llu to-app %llu%s%s%s", (int)getpid(),
              relay_result_name(rc), (unsigned long long)st.bytes_to_peer,
              (unsigned long long)st.bytes_to_app,
-             st.peer_closed ? " peer-closed" : "");
+             st.peer_closed ? " peer-closed" : "", st.ktls_tx ? " ktls-tx" : "",
+             st.ktls_rx ? " ktls-rx" : "");
 }
 
 /* Immediate TLS: handshake, then let the app start. */
@@ -382,6 +389,7 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
     struct worker w = {
         .cfg = cfg, .net_rfd = net_rfd, .net_wfd = net_wfd, .app = -1,
         .ctl = -1, .gate = -1, .relay = NULL, .ssl = NULL, .addr = addr,
+        .from_app_fd = -1, .to_app_fd = -1,
         .started_ms = now_ms(),
     };
     int down[2] = {-1, -1}, up[2] = {-1, -1}, gate[2] = {-1, -1};
@@ -445,6 +453,7 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
         .net_rfd = net_rfd, .net_wfd = net_wfd,
         .from_app_fd = up[0], .to_app_fd = down[1],
         .tcp_half_close = cfg->tcp_half_close,
+        .ktls = tlsctx_ktls(tls),
         .idle_timeout_ms = cfg->idle_timeout_ms,
     };
     w.relay = relay_new(&rc);
@@ -452,6 +461,9 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
         log_line(LOG_ERROR, "out of memory");
         goto out_app;
     }
+    w.ktls = tlsctx_ktls(tls);
+    w.from_app_fd = up[0];
+    w.to_app_fd = down[1];
     up[0] = down[1] = -1; /* owned by the relay now */
     w.ssl = SSL_new(tlsctx_ssl_ctx(tls));
     if (w.ssl == NULL || SSL_set_rfd(w.ssl, net_rfd) != 1 ||

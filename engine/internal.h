@@ -140,6 +140,8 @@ SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t);
 /* Master: rotates the session-ticket key when due; returns the ms until
  * the next rotation, or -1 for never. */
 long long tlsctx_rotate_tickets(struct tls_context *t);
+/* Whether the kernel does TLS (kTLS), as probed at start-up. */
+int tlsctx_ktls(const struct tls_context *t);
 /* Reload: the new context keeps the old one's session-ticket keys (unless
  * they come from a file), so that tickets stay valid across a reload. */
 void tlsctx_inherit_tickets(struct tls_context *to, const struct tls_context *from);

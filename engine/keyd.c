@@ -332,7 +332,7 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
         .chroot_dir = cfg->chroot_dir,
         .max_fds = maxch + 8,
         .app_pid = -1,
-        .allow_splice = 0,
+        .allow_ktls = 0,
     };
     char err[STATUS_MAX - 16];
     int devnull, unprivileged;

@@ -2,6 +2,7 @@
  * through fork, so that the worker never opens a file. */
 #include "internal.h"
 #include "keyprov.h"
+#include "relay.h"
 #include "tickets.h"
 #include "log.h"
 
@@ -42,6 +43,7 @@ struct tls_context {
     int nsni;
     int sni_strict;
     struct tickets tickets;     /* session-ticket keys (master-owned) */
+    int ktls;                   /* the kernel does TLS (probed at start-up) */
     struct staple *staples;     /* OCSP stapling: <certfile>.ocsp */
     int nstaples;
     X509_STORE *store;          /* client-certificate trust anchors */
@@ -268,6 +270,10 @@ static SSL_CTX *new_ctx(struct tls_context *t, const struct engine_config *cfg,
         SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* kTLS where the kernel has it: OpenSSL hands it each direction's keys
+     * at the end of the handshake, and the relay splices */
+    if (t->ktls)
+        SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
     /* Each worker is a separate process: a server-side session cache would
      * only ever hold its own session.  Resumption is by tickets, whose keys
      * are made here, before the fork, and so shared by all workers. */
@@ -445,6 +451,8 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
     }
     err[0] = '\0';
     t->sni_strict = cfg->sni_strict;
+    /* once, as root, before any worker: the kernel may load its tls module */
+    t->ktls = relay_ktls_probe();
     t->libctx = OSSL_LIB_CTX_new();
     if (t->libctx == NULL || keyprov_install(t->libctx) < 0) {
         ssl_reason(err, errlen, "unable to set up the key provider", "");
@@ -512,6 +520,11 @@ SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t)
 long long tlsctx_rotate_tickets(struct tls_context *t)
 {
     return tickets_rotate_if_due(&t->tickets);
+}
+
+int tlsctx_ktls(const struct tls_context *t)
+{
+    return t->ktls;
 }
 
 void tlsctx_inherit_tickets(struct tls_context *to, const struct tls_context *from)

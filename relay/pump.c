@@ -2,8 +2,9 @@
  * the TLS layer is waiting for.  Each turn first makes every move possible
  * without waiting, then polls only the fds whose readiness would let a
  * direction move (never an fd nobody waits on, so a hung-up fd cannot spin
- * the loop). */
-#include "relay.h"
+ * the loop).  A direction that OpenSSL offloaded to kTLS swaps its leaf
+ * calls for splice() (ktls.c); the loop and the wait rules stay the same. */
+#include "relay_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,30 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Big enough for several full 16 KiB records per pipe write. */
-#define RELAY_BUF 65536
-#define TLS_RECORD 16384
 /* How long a finished relay keeps draining a peer that is still sending. */
 #define LINGER_MS 2000
 
-enum want { WANT_NONE = 0, WANT_NET_READ = 1, WANT_NET_WRITE = 2 };
-
-struct direction {
-    unsigned char *buf;
-    size_t off, len;  /* pending bytes are buf[off .. off+len) */
-    int eof;          /* source ended */
-    int done;         /* sink closed: nothing more moves this way */
-    enum want want;   /* what the TLS call on this side waits for */
-};
-
-struct relay {
-    struct relay_config cfg;
-    struct direction up;   /* app -> peer */
-    struct direction down; /* peer -> app */
-    int shutdown_want;     /* close_notify waiting for the socket */
-    int truncated;         /* strict close: the peer ended without close_notify */
-    int close_notify_sent;
-};
+/* A direction that splice found both-ends-ready yet blocked waits this
+ * long instead of polling (see ktls.c). */
+#define BACKOFF_MS 5
 
 struct relay *relay_new(const struct relay_config *cfg)
 {
@@ -57,7 +40,7 @@ struct relay *relay_new(const struct relay_config *cfg)
     return r;
 }
 
-static void close_fd(int *fd)
+void relay_close_fd(int *fd)
 {
     if (*fd >= 0) {
         close(*fd);
@@ -69,8 +52,8 @@ void relay_free(struct relay *r)
 {
     if (r == NULL)
         return;
-    close_fd(&r->cfg.from_app_fd);
-    close_fd(&r->cfg.to_app_fd);
+    relay_close_fd(&r->cfg.from_app_fd);
+    relay_close_fd(&r->cfg.to_app_fd);
     /* Plaintext of the connection: wipe before returning it. */
     if (r->up.buf != NULL)
         OPENSSL_cleanse(r->up.buf, RELAY_BUF);
@@ -173,10 +156,10 @@ int relay_handshake(struct relay *r, SSL *ssl, int timeout_ms, char *err,
 }
 
 /* peer -> app: take records from TLS into the buffer while there is room
- * for a whole record.  Returns 1 if anything moved, 0 if not, or a
- * negative relay_result. */
-static int down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
-                     char *err, size_t errlen)
+ * for a whole record (see relay_internal.h for pending_only/first_read). */
+int relay_down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
+                    int pending_only, int first_read, char *err,
+                    size_t errlen)
 {
     struct direction *d = &r->down;
     int moved = 0;
@@ -190,6 +173,12 @@ static int down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
             d->off = end = 0;
         if (RELAY_BUF - end < TLS_RECORD)
             break; /* no room for a record: drain to the app first */
+        /* kTLS receive: OpenSSL reads only what it already holds (or what
+         * the kernel refused to splice); the rest goes by splice. */
+        if (pending_only && !first_read && !r->rx_retry && !SSL_has_pending(ssl))
+            break;
+        first_read = 0;
+        r->rx_retry = 0;
         ERR_clear_error();
         errno = 0;
         n = SSL_read(ssl, d->buf + end, (int)(RELAY_BUF - end));
@@ -204,6 +193,9 @@ static int down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
             break;
         }
         if (e == SSL_ERROR_WANT_WRITE) {
+            /* OpenSSL is answering something (an alert) mid-read: the next
+             * read must be SSL_read again, not a splice. */
+            r->rx_retry = pending_only;
             d->want = WANT_NET_WRITE;
             break;
         }
@@ -254,12 +246,12 @@ static int down_drain(struct relay *r, struct relay_stats *st)
          * dropped and this direction is over. */
         d->len = 0;
         d->done = 1;
-        close_fd(&r->cfg.to_app_fd);
+        relay_close_fd(&r->cfg.to_app_fd);
         return 1;
     }
     if (d->eof && d->len == 0 && !d->done) {
         d->done = 1;
-        close_fd(&r->cfg.to_app_fd); /* the app sees EOF */
+        relay_close_fd(&r->cfg.to_app_fd); /* the app sees EOF */
         moved = 1;
     }
     return moved;
@@ -284,7 +276,7 @@ static int up_fill(struct relay *r)
         if (n < 0 && errno == EAGAIN)
             return 0;
         d->eof = 1; /* EOF, or an error that ends it the same way */
-        close_fd(&r->cfg.from_app_fd);
+        relay_close_fd(&r->cfg.from_app_fd);
         return 1;
     }
 }
@@ -372,7 +364,9 @@ static int step(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
 {
     int any = 0, rc;
 
-    if ((rc = down_fill(r, ssl, st, err, errlen)) < 0)
+    rc = r->ktls_rx ? relay_ktls_down(r, ssl, st, err, errlen)
+                    : relay_down_fill(r, ssl, st, 0, 0, err, errlen);
+    if (rc < 0)
         return rc;
     any |= rc;
     any |= down_drain(r, st);
@@ -383,11 +377,20 @@ static int step(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
     if (r->down.done && !r->down.eof) {
         r->down.eof = 1; /* app gone: stop reading from the peer */
         r->down.want = WANT_NONE;
+        r->rx_retry = 0;
     }
-    any |= up_fill(r);
+    if (!r->ktls_tx)
+        any |= up_fill(r);
+    /* With kTLS send, the buffer is empty unless bytes were read into it
+     * before the switch: those go first, by SSL_write, then splice. */
     if ((rc = up_send(r, ssl, st, err, errlen)) < 0)
         return rc;
     any |= rc;
+    if (r->ktls_tx) {
+        if ((rc = relay_ktls_up(r, st, err, errlen)) < 0)
+            return rc;
+        any |= rc;
+    }
     if ((rc = up_finish(r, ssl, err, errlen)) < 0)
         return rc;
     return any | rc;
@@ -426,6 +429,15 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
     int rc;
 
     memset(st, 0, sizeof *st);
+    /* Which directions OpenSSL gave to the kernel during the handshake:
+     * only those splice.  OpenSSL 3.0 offloads TLS 1.3 sending only, TLS
+     * 1.2 both ways, and neither when the kernel or the cipher says no. */
+    if (!r->ktls_forced) {
+        r->ktls_tx = r->cfg.ktls && BIO_get_ktls_send(SSL_get_wbio(ssl));
+        r->ktls_rx = r->cfg.ktls && BIO_get_ktls_recv(SSL_get_rbio(ssl));
+    }
+    st->ktls_tx = r->ktls_tx;
+    st->ktls_rx = r->ktls_rx;
     if (set_nonblock(r->cfg.from_app_fd) < 0 ||
         set_nonblock(r->cfg.to_app_fd) < 0) {
         snprintf(err, errlen, "non-blocking pipe: %s", strerror(errno));
@@ -463,13 +475,15 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
             p[n].fd = want_out ? r->cfg.net_wfd : -1;
             p[n++].events = POLLOUT;
         }
-        /* The app's output is read only when the up buffer is free. */
-        p[n].fd = (r->up.len == 0 && !r->up.eof) ? r->cfg.from_app_fd : -1;
+        /* The app's output is read only when the up buffer is free and
+         * nothing else blocks (a splice may wait on the socket instead). */
+        p[n].fd = (r->up.len == 0 && !r->up.eof && r->up.want == WANT_NONE)
+                      ? r->cfg.from_app_fd : -1;
         p[n++].events = POLLIN;
         /* The app's input pipe is watched even with nothing to write:
          * POLLERR tells that the app closed its read side. */
         p[n].fd = r->down.done ? -1 : r->cfg.to_app_fd;
-        p[n++].events = r->down.len > 0 ? POLLOUT : 0;
+        p[n++].events = (r->down.len > 0 || r->down.want == WANT_APP_WRITE) ? POLLOUT : 0;
 
         if (r->cfg.idle_timeout_ms > 0) {
             long long left = last_move + r->cfg.idle_timeout_ms - now_ms();
@@ -481,6 +495,11 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
             }
             timeout = left > 60000 ? 60000 : (int)left;
         }
+        /* A splice that EAGAINs with both its ends ready would spin if it
+         * waited on them: it waits on the clock instead (ktls.c). */
+        if ((r->up.want == WANT_BACKOFF || r->down.want == WANT_BACKOFF) &&
+            (timeout < 0 || timeout > BACKOFF_MS))
+            timeout = BACKOFF_MS;
         for (int i = 0; i < n; i++)
             p[i].revents = 0;
         ready = poll(p, (nfds_t)n, timeout);
@@ -493,12 +512,12 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
         if (ready > 0 && (p[n - 1].revents & (POLLERR | POLLHUP)) &&
             r->down.len == 0 && !r->down.done) {
             r->down.done = 1;
-            close_fd(&r->cfg.to_app_fd);
+            relay_close_fd(&r->cfg.to_app_fd);
         }
     }
 out:
-    close_fd(&r->cfg.from_app_fd);
-    close_fd(&r->cfg.to_app_fd);
+    relay_close_fd(&r->cfg.from_app_fd);
+    relay_close_fd(&r->cfg.to_app_fd);
     if (rc == RELAY_DONE && !st->peer_closed)
         linger(r);
     return rc;

@@ -2,7 +2,9 @@
  *
  * Knows OpenSSL and file descriptors, nothing of processes or UCSPI.  One
  * poll loop, one buffer per direction, backpressure both ways, half-close
- * both ways, no busy waiting in any state. */
+ * both ways, no busy waiting in any state.  Where OpenSSL handed a
+ * direction's record layer to the kernel (kTLS), that direction moves by
+ * splice() between pipe and socket instead of through the buffer. */
 #ifndef UCSPITLS_RELAY_H
 #define UCSPITLS_RELAY_H
 
@@ -17,6 +19,9 @@ struct relay_config {
     int to_app_fd;        /* plaintext for the app (we write); owned by the relay */
     int tcp_half_close;   /* on app EOF: shutdown(SHUT_WR), no close_notify */
     int idle_timeout_ms;  /* no byte either way for this long ends it; 0 = none */
+    int ktls;             /* the kernel has kTLS (relay_ktls_probe() said 1) and
+                           * the SSL_CTX has SSL_OP_ENABLE_KTLS: splice each
+                           * direction OpenSSL offloaded.  0: userspace only. */
 };
 
 enum relay_result {
@@ -31,6 +36,10 @@ struct relay_stats {
     uint64_t bytes_to_peer;
     uint64_t bytes_to_app;
     int peer_closed; /* 1 when the peer ended its side cleanly */
+    int ktls_tx;     /* 1 when app -> peer went by splice (kernel encrypts) */
+    int ktls_rx;     /* 1 when peer -> app went by splice (kernel decrypts) */
+    uint64_t ktls_rx_control; /* records the kernel would not splice (alerts,
+                               * handshake messages), read by SSL_read */
 };
 
 struct relay;
@@ -56,6 +65,14 @@ int relay_handshake(struct relay *r, SSL *ssl, int timeout_ms, char *err,
  * peer's input for up to 2 s so that no reset destroys the last records. */
 int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *stats,
                char *err, size_t errlen);
+
+/* Says whether this kernel can do TLS in the socket layer: 1 if a connected
+ * loopback TCP socket accepts the "tls" upper-layer protocol (TCP_ULP), 0
+ * if not (no CONFIG_TLS, module not loadable, no loopback).  Opens and
+ * closes its own sockets; call once at start-up, before any sandbox (it
+ * needs socket/bind/listen/connect/accept, and as root it lets the kernel
+ * load the tls module for the workers that follow). */
+int relay_ktls_probe(void);
 
 /* Human-readable name of a relay_result. */
 const char *relay_result_name(int result);

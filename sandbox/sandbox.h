@@ -23,7 +23,12 @@ struct sandbox_spec {
     const char *chroot_dir; /* empty root-owned directory; borrowed */
     int max_fds;            /* RLIMIT_NOFILE; must exceed every fd polled */
     pid_t app_pid;          /* worker: the only pid it may wait4() for */
-    int allow_splice;       /* worker: kTLS in use, allow splice() */
+    /* worker with kTLS (the start-up probe found it): the calls OpenSSL's
+     * kTLS path and the splice relay need, each narrowed to this
+     * connection's socket and pipes */
+    int allow_ktls;
+    int net_rfd, net_wfd;      /* the connection */
+    int from_app_fd, to_app_fd; /* the app's pipes (worker's ends) */
 };
 
 /* Locks the calling process in, in this order: rlimits, chroot + chdir,

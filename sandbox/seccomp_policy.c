@@ -16,7 +16,10 @@ enum arg_check {
     ARGS_NO_EXEC,   /* arg 2 (prot) must not contain PROT_EXEC */
     ARGS_FCNTL_FL,  /* fcntl: only F_GETFL / F_SETFL / F_GETFD */
     ARGS_APP_PID,   /* arg 0 must be the app's pid */
-    ARGS_IF_SPLICE, /* allowed only when kTLS is in use */
+    ARGS_KTLS_SETSOCKOPT, /* kTLS: TCP_ULP "tls", TLS_TX, TLS_RX on the socket */
+    ARGS_KTLS_MSG_OUT,    /* kTLS: sendmsg on the socket, flags 0 */
+    ARGS_KTLS_MSG_IN,     /* kTLS: recvmsg on the socket, flags 0 */
+    ARGS_KTLS_SPLICE,     /* kTLS: splice pipe->socket and socket->pipe only */
 };
 
 struct rule {
@@ -49,7 +52,10 @@ static const struct rule WORKER_RULES[] = {
     {"rt_sigreturn", ARGS_ANY, "return from a signal handler"},
     {"rt_sigprocmask", ARGS_ANY, "libc blocks signals around some calls"},
     {"restart_syscall", ARGS_ANY, "kernel restart of an interrupted poll"},
-    {"splice", ARGS_IF_SPLICE, "kTLS: move data between pipe and socket in the kernel"},
+    {"setsockopt", ARGS_KTLS_SETSOCKOPT, "kTLS only: OpenSSL attaches the tls ULP and hands the kernel the keys"},
+    {"sendmsg", ARGS_KTLS_MSG_OUT, "kTLS only: OpenSSL sends control records with a record-type cmsg"},
+    {"recvmsg", ARGS_KTLS_MSG_IN, "kTLS only: OpenSSL receives records with their record-type cmsg"},
+    {"splice", ARGS_KTLS_SPLICE, "kTLS only: app pipe -> socket and socket -> app pipe in the kernel"},
     {"exit", ARGS_ANY, "ending"},
     {"exit_group", ARGS_ANY, "ending"},
 };
@@ -102,6 +108,54 @@ void sandbox_policy_foreach(enum sandbox_role role,
         fn(r[i].name, r[i].reason, arg);
 }
 
+#define SOL_TCP_ 6
+#define TCP_ULP_ 31
+#define SOL_TLS_ 282
+#define TLS_TX_ 1
+#define TLS_RX_ 2
+#define SPLICE_FLAGS_ 3 /* SPLICE_F_MOVE | SPLICE_F_NONBLOCK */
+
+static int add_ktls_rule(scmp_filter_ctx ctx, enum arg_check check, int nr,
+                         const struct sandbox_spec *s)
+{
+    scmp_datum_t r = (scmp_datum_t)s->net_rfd, w = (scmp_datum_t)s->net_wfd;
+    int rc = 0;
+
+    switch (check) {
+    case ARGS_KTLS_SETSOCKOPT:
+        rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 3, SCMP_A0(SCMP_CMP_EQ, r),
+                               SCMP_A1(SCMP_CMP_EQ, SOL_TCP_), SCMP_A2(SCMP_CMP_EQ, TCP_ULP_));
+        rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 3, SCMP_A0(SCMP_CMP_EQ, w),
+                               SCMP_A1(SCMP_CMP_EQ, SOL_TCP_), SCMP_A2(SCMP_CMP_EQ, TCP_ULP_));
+        rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 3, SCMP_A0(SCMP_CMP_EQ, w),
+                               SCMP_A1(SCMP_CMP_EQ, SOL_TLS_), SCMP_A2(SCMP_CMP_EQ, TLS_TX_));
+        rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 3, SCMP_A0(SCMP_CMP_EQ, r),
+                               SCMP_A1(SCMP_CMP_EQ, SOL_TLS_), SCMP_A2(SCMP_CMP_EQ, TLS_RX_));
+        break;
+    case ARGS_KTLS_MSG_OUT:
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, w),
+                              SCMP_A2(SCMP_CMP_EQ, 0));
+        break;
+    case ARGS_KTLS_MSG_IN:
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, r),
+                              SCMP_A2(SCMP_CMP_EQ, 0));
+        break;
+    case ARGS_KTLS_SPLICE:
+        rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 5,
+                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)s->from_app_fd),
+                               SCMP_A1(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, w),
+                               SCMP_A3(SCMP_CMP_EQ, 0), SCMP_A5(SCMP_CMP_EQ, SPLICE_FLAGS_));
+        rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 5, SCMP_A0(SCMP_CMP_EQ, r),
+                               SCMP_A1(SCMP_CMP_EQ, 0),
+                               SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)s->to_app_fd),
+                               SCMP_A3(SCMP_CMP_EQ, 0), SCMP_A5(SCMP_CMP_EQ, SPLICE_FLAGS_));
+        break;
+    default:
+        return -EINVAL;
+    }
+    return rc;
+}
+
 static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr,
                     const struct sandbox_spec *spec)
 {
@@ -126,8 +180,11 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr,
             return 0; /* no app: the call stays forbidden */
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
                                 SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)spec->app_pid));
-    case ARGS_IF_SPLICE:
-        return spec->allow_splice ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) : 0;
+    case ARGS_KTLS_SETSOCKOPT:
+    case ARGS_KTLS_MSG_OUT:
+    case ARGS_KTLS_MSG_IN:
+    case ARGS_KTLS_SPLICE:
+        return spec->allow_ktls ? add_ktls_rule(ctx, r->check, nr, spec) : 0;
     }
     return -EINVAL;
 }

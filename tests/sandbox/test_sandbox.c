@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -29,7 +30,7 @@ static struct sandbox_spec worker_spec(pid_t app)
         .chroot_dir = chroot_dir,
         .max_fds = 16,
         .app_pid = app,
-        .allow_splice = 0,
+        .allow_ktls = 0,
     };
     return s;
 }
@@ -239,6 +240,56 @@ static void test_wait_own_child(void)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* kTLS calls: allowed only with allow_ktls, and only on the connection's
+ * socket (fd 7) and pipes (8 from the app, 9 to it), with the exact
+ * arguments OpenSSL and the relay use.  The fds are not open: an allowed
+ * call fails with EBADF, a forbidden one kills. */
+static int ktls_child(int allow, int which)
+{
+    int status;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        struct sandbox_spec s = worker_spec(-1);
+        struct msghdr m;
+        int one = 1;
+        s.allow_ktls = allow;
+        s.net_rfd = s.net_wfd = 7;
+        s.from_app_fd = 8;
+        s.to_app_fd = 9;
+        memset(&m, 0, sizeof m);
+        lock_or_die(&s);
+        switch (which) {
+        case 0: (void)splice(8, NULL, 7, NULL, 4096, 3); break;       /* allowed */
+        case 1: (void)splice(7, NULL, 9, NULL, 4096, 3); break;       /* allowed */
+        case 2: (void)setsockopt(7, 6, 31, "tls", 4); break;          /* allowed */
+        case 3: (void)sendmsg(7, &m, 0); break;                      /* allowed */
+        case 4: (void)recvmsg(7, &m, 0); break;                      /* allowed */
+        case 5: (void)splice(8, NULL, 3, NULL, 4096, 3); break;       /* other fd */
+        case 6: (void)splice(8, NULL, 7, NULL, 4096, 1); break;       /* blocking */
+        case 7: (void)setsockopt(7, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); break;
+        case 8: (void)sendmsg(3, &m, 0); break;                      /* other fd */
+        case 9: (void)recvmsg(7, &m, MSG_PEEK); break;               /* other flags */
+        }
+        _exit(0);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) < 0)
+        return -1;
+    return status;
+}
+
+static void test_ktls_rules(void)
+{
+    for (int which = 0; which < 10; which++) {
+        int with = ktls_child(1, which), without = ktls_child(0, which);
+        int allowed = which <= 4;
+        if (allowed != (with != -1 && WIFEXITED(with)))
+            fprintf(stderr, "kTLS case %d with allow_ktls: status 0x%x\n", which, with);
+        CHECK(allowed ? (WIFEXITED(with) && WEXITSTATUS(with) == 0) : killed_by_sigsys(with));
+        CHECK(killed_by_sigsys(without)); /* no kTLS: none of them */
+    }
+}
+
 static void print_rule(const char *name, const char *reason, void *arg)
 {
     (void)arg;
@@ -282,6 +333,7 @@ int main(void)
     CHECK(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     test_proc_view();
     test_wait_own_child();
+    test_ktls_rules();
 
     /* the chroot check refuses a directory that is not empty */
     {
