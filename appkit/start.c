@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -211,4 +212,33 @@ fail: {
     errno = saved;
 }
     return rc;
+}
+
+long ucspitls_drop_pending(int fd, size_t max)
+{
+    char scratch[4096];
+    size_t dropped = 0;
+
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+        int pr = poll(&p, 1, 0);
+        ssize_t n;
+
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr < 0)
+            return UCSPITLS_ERR_SYS;
+        if (pr == 0 || !(p.revents & (POLLIN | POLLHUP)))
+            return (long)dropped;
+        n = read(fd, scratch, sizeof scratch);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN ? (long)dropped : UCSPITLS_ERR_SYS;
+        if (n == 0)
+            return (long)dropped; /* EOF: nothing more to drop */
+        dropped += (size_t)n;
+        if (dropped > max)
+            return UCSPITLS_ERR_TOO_BIG;
+    }
 }

@@ -135,6 +135,16 @@ int ucspitls_env_fds(int *ctl, int *rd, int *wr);
  * control socket. */
 int ucspitls_start(char cmd, struct ucspitls_vars *out);
 
+/* CVE-2011-0411: plaintext a client pipelined after STARTTLS must never be
+ * taken as if it had come over TLS.  After reading the STARTTLS command but
+ * BEFORE sending the "ready" reply (the ClientHello only comes after it),
+ * drop your own input buffer and call this on fd (normally 0): it reads and
+ * discards whatever the kernel already holds, without blocking.  Returns the
+ * number of bytes dropped, or UCSPITLS_ERR_TOO_BIG when more than max arrive
+ * meanwhile (a client that keeps sending: end the connection), or
+ * UCSPITLS_ERR_SYS. */
+long ucspitls_drop_pending(int fd, size_t max);
+
 /* Returns a short English description of a UCSPITLS_ERR_* code (static
  * storage; for UCSPITLS_ERR_SYS it is strerror(errno)). */
 const char *ucspitls_strerror(int err);

@@ -157,24 +157,13 @@ static enum line_status read_line(struct reader *r, char *line, size_t *len, int
 static size_t drain_pipelined(struct reader *r)
 {
     size_t dropped = r->end - r->start;
-    char scratch[4096];
+    long kernel;
 
     r->start = r->end = 0;
-    while (dropped < DRAIN_MAX) {
-        struct pollfd p = {.fd = 0, .events = POLLIN};
-        int pr = poll(&p, 1, 0);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0 || !(p.revents & (POLLIN | POLLHUP)))
-            break;
-        ssize_t n = read(0, scratch, sizeof scratch);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        dropped += (size_t)n;
-    }
-    if (dropped >= DRAIN_MAX) {
+    kernel = ucspitls_drop_pending(0, DRAIN_MAX);
+    if (kernel >= 0)
+        dropped += (size_t)kernel;
+    if (kernel < 0 || dropped >= DRAIN_MAX) {
         fprintf(stderr, "smtpd-demo: client keeps sending after STARTTLS, giving up\n");
         exit(EXIT_TEMP);
     }

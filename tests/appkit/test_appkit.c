@@ -509,8 +509,29 @@ static void test_env(void)
     close(q[1]);
 }
 
+/* ucspitls_drop_pending: drops exactly what is there, never blocks, and
+ * gives up on a client that keeps sending. */
+static void test_drop_pending(void)
+{
+    int p[2];
+    char big[9000];
+
+    CHECK(pipe(p) == 0);
+    CHECK(ucspitls_drop_pending(p[0], 100) == 0); /* nothing there: no wait */
+    CHECK(write(p[1], "MAIL FROM:<x>\r\n", 15) == 15);
+    CHECK(ucspitls_drop_pending(p[0], 100) == 15);
+    CHECK(ucspitls_drop_pending(p[0], 100) == 0);
+    memset(big, 'x', sizeof big);
+    CHECK(write(p[1], big, sizeof big) == (ssize_t)sizeof big);
+    CHECK(ucspitls_drop_pending(p[0], 4096) == UCSPITLS_ERR_TOO_BIG);
+    close(p[1]);
+    CHECK(ucspitls_drop_pending(p[0], 1 << 20) >= 0); /* the rest, then EOF */
+    close(p[0]);
+}
+
 int main(void)
 {
+    test_drop_pending();
     signal(SIGPIPE, SIG_IGN);
     test_level();
     test_parse_good();
