@@ -27,11 +27,14 @@ static void scrub_environment(const struct engine_config *cfg)
 
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
         unsetenv(drop[i]);
-    if (cfg->frontend == ENGINE_SERVER) {
-        /* no lookups are made: stale names from our own environment would lie */
-        unsetenv("TCPREMOTEHOST");
-        unsetenv("TCPREMOTEINFO");
-        unsetenv("TCPLOCALHOST");
+    if (cfg->frontend == ENGINE_SERVER || cfg->proxy) {
+        /* no lookups are made, and with --proxy tcpserver's names describe
+         * the proxy: stale names from our own environment would lie */
+        static const char *const addr_names[] = {
+            "TCPREMOTEHOST", "TCPREMOTEINFO", "TCPLOCALHOST", "TCP6REMOTEIP",
+            "TCP6REMOTEPORT", "TCP6LOCALIP", "TCP6LOCALPORT", "SSLLOCALHOST"};
+        for (size_t i = 0; i < sizeof addr_names / sizeof addr_names[0]; i++)
+            unsetenv(addr_names[i]);
     }
     while (again) { /* unsetenv reshuffles environ: rescan after each */
         again = 0;

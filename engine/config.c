@@ -33,17 +33,17 @@ static const struct option LONG_OPTS[] = {
 
 static void usage(const struct engine_config *c)
 {
+    static const char common[] =
+        "[-nNsSqQvJjdDmzZ3] [-T secs] [-w secs] [-u uid] [-g gid] [-U] [-l name]\n"
+        "  [--tcp-half-close] [--certdir dir] [--sni-strict] [--alpn list]\n"
+        "  [--client-cert-optional] [--client-cert-pem] [--ticket-keys file]\n"
+        "  [--ticket-lifetime secs] [--proxy]";
+
     if (c->frontend == ENGINE_SERVER)
-        fprintf(stderr,
-                "usage: %s [-nNsS1qQvJdD] [-c limit] [-b backlog] [-T secs] "
-                "[-w secs] [-u uid] [-g gid] [-U] [-l name] [--tcp-half-close] "
-                "host port prog...\n",
-                c->progname);
+        fprintf(stderr, "usage: %s [-1xX] [-c limit] [-b backlog] [-x rules.cdb] %s\n"
+                        "  host port prog...\n", c->progname, common);
     else
-        fprintf(stderr,
-                "usage: %s [-nNsSqQvJdD] [-T secs] [-w secs] [-u uid] [-g gid] "
-                "[-U] [-l name] [--tcp-half-close] prog...\n",
-                c->progname);
+        fprintf(stderr, "usage: %s %s\n  prog...\n", c->progname, common);
 }
 
 static int bad(struct engine_config *c, int *exit_code, const char *fmt, ...)

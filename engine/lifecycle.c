@@ -117,7 +117,7 @@ int keyd_restart(const struct engine_config *cfg, struct keyd *keyd, int status)
 
 /* keyd processes let go of at a reload: they serve the channels of the
  * workers forked before it, then exit; their ends are not workers' ends. */
-static pid_t retired[16];
+static pid_t retired[64];
 
 int keyd_is_retired(pid_t pid)
 {
@@ -135,19 +135,28 @@ static void retire(struct keyd *k)
     for (size_t i = 0; i < sizeof retired / sizeof retired[0]; i++) {
         if (retired[i] == 0) {
             retired[i] = k->pid;
-            break;
+            keyd_forget(k); /* closing its control socket tells it */
+            return;
         }
     }
-    keyd_forget(k); /* closing its control socket tells it */
+    /* too many reloads in a row to track them all: stop this one now (a
+     * handshake still waiting on it fails; nothing is miscounted) */
+    keyd_stop(k);
 }
 
 int engine_reload(struct engine_config **cfg, const struct engine_config *original,
                   struct keyd *keyd, struct tls_context **tls, char *err, size_t errlen)
 {
-    struct engine_config *nc = engine_config_reread(*cfg, err, errlen);
+    struct engine_config *nc;
     struct keyd nk = {-1, -1};
     struct tls_context *nt = NULL;
 
+    if ((*cfg)->key_password_fd3) {
+        /* the password was read once from fd 3 and is gone */
+        snprintf(err, errlen, "keys given with -3 cannot be reloaded (restart instead)");
+        return -1;
+    }
+    nc = engine_config_reread(*cfg, err, errlen);
     if (nc == NULL)
         goto fail;
     if (!nc->bench_key_in_worker && keyd_start(nc, 0, &nk, NULL, err, errlen) < 0)

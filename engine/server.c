@@ -239,6 +239,8 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
     }
     if (conn_addr_from_socket(conn, &addr) < 0)
         addr.have = 0;
+    if ((cfg->rules_file != NULL || cfg->maxconip > 0) && !addr.have)
+        log_line(LOG_ERROR, "deny: not an IP connection, and -x/MAXCONIP need its address");
     if ((cfg->rules_file != NULL || cfg->maxconip > 0) &&
         (!addr.have || admit(cfg, &addr, &env) < 0)) {
         close(conn);

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_VARS 32
+#define MAX_VARS 64 /* UCSPITLS_VARS_MAX: what apps accept */
 #define ARENA 12288
 
 /* Variables collected before encoding: values are copied into an arena

@@ -336,6 +336,26 @@ fail:
     return NULL;
 }
 
+/* Registers name for an existing context (a reference is taken), unless
+ * the name is already known.  0 or -1. */
+static int name_ctx(struct tls_context *t, const char *name, SSL_CTX *ctx)
+{
+    struct sni_ctx *grown;
+
+    for (int i = 0; i < t->nsni; i++)
+        if (strcmp(t->sni[i].name, name) == 0)
+            return 0;
+    grown = realloc(t->sni, (size_t)(t->nsni + 1) * sizeof *grown);
+    if (grown == NULL)
+        return -1;
+    t->sni = grown;
+    if ((grown[t->nsni].name = strdup(name)) == NULL)
+        return -1;
+    SSL_CTX_up_ref(ctx);
+    grown[t->nsni++].ctx = ctx;
+    return 0;
+}
+
 /* The context for a server name, made on first use. */
 static SSL_CTX *ctx_for_name(struct tls_context *t, const struct engine_config *cfg,
                              const char *name, char *err, size_t errlen)
@@ -487,8 +507,19 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
         /* the default certificate: $CERTFILE's, or else the first one */
         if (id == 0 && add_certificate(t, t->ctx, cfg, id, err, errlen) < 0)
             goto fail;
-        if (id == 0 && cfg->has_default_cert)
+        if (id == 0 && cfg->has_default_cert) {
+            /* the default certificate's own names lead to the default
+             * context (so --sni-strict accepts them, and a certificate
+             * directory may add a second key type for them) */
+            n = cert_names(e->cert, names, 64);
+            for (int i = 0; i < n; i++) {
+                if (name_ctx(t, names[i], t->ctx) < 0) {
+                    snprintf(err, errlen, "out of memory");
+                    goto fail;
+                }
+            }
             continue;
+        }
         if (e->sni != NULL) {
             memcpy(names[0], e->sni, strlen(e->sni) + 1);
             n = 1;

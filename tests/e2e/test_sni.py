@@ -87,6 +87,8 @@ class SNITest(harness.E2ETest):
         self.assertEqual(cn, "wild.example.net", out)
         cn, _, out = s_client(srv.port)  # no SNI at all: the default
         self.assertEqual(cn, "localhost", out)
+        cn, _, out = s_client(srv.port, "-servername", "localhost")  # the default's own name
+        self.assertEqual(cn, "localhost", out)
 
     def test_s6_certfile_name_pairs(self):
         d = os.path.join(self.tmp, "pairs")
