@@ -181,7 +181,6 @@ static int serve(SSL *ssl, enum mode mode, uint64_t bytes)
     static struct stream s;
     static unsigned char buf[CEIL_BUF];
     uint64_t off = 0;
-    int64_t bad = -1;
 
     if (SSL_accept(ssl) != 1)
         return 1;
@@ -200,6 +199,7 @@ static int serve(SSL *ssl, enum mode mode, uint64_t bytes)
         break;
     case MODE_SINK: {
         char line[128];
+        int64_t bad = -1;
         int len;
         stream_init(&s);
         while (off < bytes) {

@@ -42,11 +42,11 @@ static void slot_error(struct hs_slot *slot, const char *err)
 static int drain(const struct tb_client *c, struct tb_conn *conn)
 {
     char buf[4096];
-    int n;
 
     if (c->opt->starttls == TB_STARTTLS_SMTP)
         SSL_write(conn->ssl, "QUIT\r\n", 6);
     for (;;) {
+        int n;
         ERR_clear_error();
         n = SSL_read(conn->ssl, buf, (int)sizeof buf);
         if (n <= 0)

@@ -151,7 +151,7 @@ int tb_upload(const struct tb_client *c)
     const struct tb_options *opt = c->opt;
     struct tb_conn conn;
     struct tb_progress prog;
-    char err[TB_ERRLEN], why[160] = "", rep[256];
+    char err[TB_ERRLEN], why[160] = "", rep[256] = "";
     size_t rl = 0;
     uint64_t off = 0;
     double t0, secs;

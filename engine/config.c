@@ -40,7 +40,7 @@ static void usage(const struct engine_config *c)
         "  [--ticket-lifetime secs] [--proxy]";
 
     if (c->frontend == ENGINE_SERVER)
-        fprintf(stderr, "usage: %s [-1xX] [-c limit] [-b backlog] [-x rules.cdb] %s\n"
+        fprintf(stderr, "usage: %s [-1X] [-c limit] [-b backlog] [-x rules.cdb] %s\n"
                         "  host port prog...\n", c->progname, common);
     else
         fprintf(stderr, "usage: %s %s\n  prog...\n", c->progname, common);
