@@ -56,7 +56,14 @@ int main(int argc, char **argv)
         ucspitls_engine_free(e);
         return UCSPITLS_EXIT_TEMPORARY;
     }
-    signal(SIGTERM, on_term);
+    {
+        /* no SA_RESTART: SIGTERM must interrupt accept() and end the loop */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_term;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+    }
     signal(SIGPIPE, SIG_IGN);
     {
         socklen_t len = sizeof sin;

@@ -6,7 +6,7 @@ set -eu
 build=$1
 src=$2
 prefix=$(mktemp -d /tmp/ucspitls-install.XXXXXX)
-trap 'kill $pid 2>/dev/null; rm -rf "$prefix"' EXIT
+trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null; wait $pid 2>/dev/null; fi; rm -rf "$prefix"' EXIT
 pid=
 cmake --install "$build" --prefix "$prefix" > "$prefix/install.log"
 for f in bin/tlsserver bin/tlsd include/ucspitls/engine.h include/ucspitls_app.h \
