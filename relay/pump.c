@@ -54,11 +54,12 @@ void relay_free(struct relay *r)
         return;
     relay_close_fd(&r->cfg.from_app_fd);
     relay_close_fd(&r->cfg.to_app_fd);
-    /* Plaintext of the connection: wipe before returning it. */
+    /* Plaintext of the connection: wipe what ever held it (only that, so
+     * that pages a short connection never used are not faulted in now). */
     if (r->up.buf != NULL)
-        OPENSSL_cleanse(r->up.buf, RELAY_BUF);
+        OPENSSL_cleanse(r->up.buf, r->up.touched);
     if (r->down.buf != NULL)
-        OPENSSL_cleanse(r->down.buf, RELAY_BUF);
+        OPENSSL_cleanse(r->down.buf, r->down.touched);
     free(r->up.buf);
     free(r->down.buf);
     free(r);
@@ -184,6 +185,8 @@ int relay_down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
         n = SSL_read(ssl, d->buf + end, (int)(RELAY_BUF - end));
         if (n > 0) {
             d->len += (size_t)n;
+            if (end + (size_t)n > d->touched)
+                d->touched = end + (size_t)n;
             moved = 1;
             continue;
         }
@@ -269,6 +272,8 @@ static int up_fill(struct relay *r)
         ssize_t n = read(r->cfg.from_app_fd, d->buf, RELAY_BUF);
         if (n > 0) {
             d->len = (size_t)n;
+            if ((size_t)n > d->touched)
+                d->touched = (size_t)n;
             return 1;
         }
         if (n < 0 && errno == EINTR)

@@ -30,6 +30,7 @@ enum want {
 struct direction {
     unsigned char *buf;
     size_t off, len;  /* pending bytes are buf[off .. off+len) */
+    size_t touched;   /* buf[0 .. touched) ever held plaintext: what to wipe */
     int eof;          /* source ended */
     int done;         /* sink closed: nothing more moves this way */
     enum want want;   /* what the call on this side waits for */
