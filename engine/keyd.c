@@ -31,6 +31,12 @@ struct channel {
 struct keyd_key {
     EVP_PKEY *key;
     enum keyd_key_kind kind;
+    /* DigestSignInit done once for each scheme that fits the key (the
+     * algorithm fetches, the padding set-up), indexed by scheme: a
+     * signature copies one instead of initialising afresh.  NULL: the
+     * scheme does not fit the key, or its context cannot be copied
+     * (Ed25519 has no digest) and is initialised for each signature. */
+    EVP_MD_CTX *prepared[KEYD_SCHEME_END];
 };
 
 struct keyd_state {
@@ -43,6 +49,7 @@ struct keyd_state {
     unsigned char req[KEYD_REQ_MAX + 1];
     unsigned char ans[KEYD_ANS_MAX];
     unsigned char sig[KEYD_SIG_MAX];
+    EVP_MD_CTX *scratch; /* the copy a signature is made with */
 };
 
 /* ---------------- keyd side ---------------- */
@@ -139,54 +146,75 @@ static int load_keys(struct keyd_state *s, const struct engine_config *cfg,
     return rc;
 }
 
-/* Hashes, pads and signs: the one place a private key is used. */
-static int sign(struct keyd_state *s, const struct keyd_key *k,
-                const struct keyd_request *req, size_t *len)
+/* DigestSignInit for one scheme: digest, and RSA padding (PSS with the
+ * salt as long as the hash, as TLS wants, or PKCS#1 v1.5). */
+static int prepare(EVP_MD_CTX *m, const struct keyd_key *k, uint8_t scheme)
 {
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
-    int ok;
+    int ok = EVP_DigestSignInit_ex(m, &pctx, keyd_scheme_digest(scheme), NULL, NULL,
+                                   k->key, NULL) == 1;
 
-    *len = sizeof s->sig;
-    ok = m != NULL &&
-         EVP_DigestSignInit_ex(m, &pctx, keyd_scheme_digest(req->scheme), NULL,
-                               NULL, k->key, NULL) == 1;
     if (ok && k->kind == KEYD_KIND_RSA) {
-        if (keyd_scheme_is_pss(req->scheme))
+        if (keyd_scheme_is_pss(scheme))
             ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
                  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
         else
             ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
     }
-    ok = ok && EVP_DigestSign(m, s->sig, len, req->tbs, req->tbs_len) == 1;
-    EVP_MD_CTX_free(m);
+    return ok;
+}
+
+/* Hashes, pads and signs: the one place a private key is used.  The
+ * caller has checked that the scheme fits the key. */
+static int sign(struct keyd_state *s, const struct keyd_key *k,
+                const struct keyd_request *req, size_t *len)
+{
+    EVP_MD_CTX *p = req->scheme < KEYD_SCHEME_END ? k->prepared[req->scheme] : NULL;
+    int ok;
+
+    *len = sizeof s->sig;
+    ok = p != NULL ? EVP_MD_CTX_copy_ex(s->scratch, p) == 1
+                   : prepare(s->scratch, k, req->scheme);
+    /* the copy is used once: no need for DigestSignFinal to copy it again */
+    if (ok)
+        EVP_MD_CTX_set_flags(s->scratch, EVP_MD_CTX_FLAG_FINALISE);
+    ok = ok && EVP_DigestSign(s->scratch, s->sig, len, req->tbs, req->tbs_len) == 1;
+    EVP_MD_CTX_reset(s->scratch);
     ERR_clear_error();
     return ok ? 0 : -1;
 }
 
-/* Fetches every algorithm and seeds the random generator while files can
- * still be opened: the locked-in keyd can do neither. */
-static int warm_up(struct keyd_state *s, const struct keyd_key *k)
+/* Prepares a context for every scheme that fits the key and signs once
+ * with each: every algorithm is fetched and the random generator seeded
+ * while files can still be opened (the locked-in keyd can do neither). */
+static int warm_up(struct keyd_state *s, struct keyd_key *k)
 {
-    static const uint8_t schemes[] = {KEYD_ECDSA_SHA256, KEYD_ECDSA_SHA384,
-                                      KEYD_RSA_PSS_SHA256, KEYD_RSA_PKCS1_SHA256,
-                                      KEYD_ED25519};
     unsigned char tbs[64 + 33 + 1 + 32];
     struct keyd_request req = {0, 0, sizeof tbs, tbs};
     size_t len;
     int any = 0;
 
+    if (s->scratch == NULL && (s->scratch = EVP_MD_CTX_new()) == NULL)
+        return -1;
     memset(tbs, 0x20, 64);
     memcpy(tbs + 64, "TLS 1.3, server CertificateVerify", 33);
     memset(tbs + 97, 0, sizeof tbs - 97);
-    for (size_t i = 0; i < sizeof schemes; i++) {
-        req.scheme = schemes[i];
-        if (keyd_scheme_allowed(req.scheme, k->kind, KEYD_SHAPE_TLS13_CV) ||
-            (req.scheme == KEYD_RSA_PKCS1_SHA256 && k->kind == KEYD_KIND_RSA)) {
-            if (sign(s, k, &req, &len) < 0)
-                return -1;
-            any = 1;
+    for (uint8_t scheme = 1; scheme < KEYD_SCHEME_END; scheme++) {
+        if (!keyd_scheme_allowed(scheme, k->kind, KEYD_SHAPE_TLS12_SKE))
+            continue; /* (every scheme TLS 1.3 allows, TLS 1.2 allows too) */
+        k->prepared[scheme] = EVP_MD_CTX_new();
+        if (k->prepared[scheme] == NULL || !prepare(k->prepared[scheme], k, scheme))
+            return -1;
+        if (EVP_MD_CTX_copy_ex(s->scratch, k->prepared[scheme]) != 1) {
+            EVP_MD_CTX_free(k->prepared[scheme]);
+            k->prepared[scheme] = NULL;
         }
+        EVP_MD_CTX_reset(s->scratch);
+        ERR_clear_error();
+        req.scheme = scheme;
+        if (sign(s, k, &req, &len) < 0)
+            return -1;
+        any = 1;
     }
     OPENSSL_cleanse(s->sig, sizeof s->sig);
     return any ? 0 : -1;
@@ -235,27 +263,29 @@ static void serve_request(struct keyd_state *s, int i)
         drop_channel(s, i);
         return;
     }
-    s->ch[i].signatures++;
     out = keyd_answer_encode(1, s->sig, len, s->ans, sizeof s->ans);
     OPENSSL_cleanse(s->sig, sizeof s->sig);
-    if (out < 0 || send(s->ch[i].fd, s->ans, (size_t)out, MSG_NOSIGNAL | MSG_DONTWAIT) != out)
+    /* A channel whose allowance is used up is ended at once: a further
+     * request cannot even be sent, and keyd is not woken again for the
+     * worker's hang-up. */
+    if (out < 0 || send(s->ch[i].fd, s->ans, (size_t)out, MSG_NOSIGNAL | MSG_DONTWAIT) != out ||
+        ++s->ch[i].signatures >= KEYD_SIGNATURES_PER_CHANNEL)
         drop_channel(s, i);
 }
 
-/* A channel handed over by the master (SCM_RIGHTS).  Returns -1 when the
- * master is gone. */
-static int accept_channel(struct keyd_state *s)
+/* Channels handed over by the master: up to KEYD_POOL fds in one
+ * SCM_RIGHTS message.  Returns -1 when the master is gone. */
+static int accept_channels(struct keyd_state *s)
 {
     char byte;
     struct iovec iov = {&byte, 1};
     union {
         struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(KEYD_POOL * sizeof(int))];
     } u;
     struct msghdr msg = {0};
     struct cmsghdr *c;
     ssize_t n;
-    int fd = -1;
 
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -266,20 +296,27 @@ static int accept_channel(struct keyd_state *s)
         return 0;
     if (n <= 0)
         return -1;
-    c = CMSG_FIRSTHDR(&msg);
-    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(&fd, CMSG_DATA(c), sizeof fd);
-    if (fd < 0)
-        return 0;
-    if (s->nch == s->maxch) {
-        log_line(LOG_ERROR, "keyd: too many channels (%d), refusing one", s->maxch);
-        close(fd);
-        return 0;
+    for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        size_t nfd;
+
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0))
+            continue;
+        nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t j = 0; j < nfd; j++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(c) + j * sizeof(int), sizeof fd);
+            if (s->nch == s->maxch) {
+                log_line(LOG_ERROR, "keyd: too many channels (%d), refusing one", s->maxch);
+                close(fd);
+                continue;
+            }
+            s->ch[s->nch].fd = fd;
+            s->ch[s->nch].signatures = 0;
+            s->nch++;
+        }
     }
-    s->ch[s->nch].fd = fd;
-    s->ch[s->nch].signatures = 0;
-    s->nch++;
     return 0;
 }
 
@@ -312,7 +349,7 @@ static int serve(struct keyd_state *s)
         for (int i = nch - 1; i >= 0; i--)
             if (p[1 + i].revents)
                 serve_request(s, i);
-        if (p[0].revents && s->ctl >= 0 && accept_channel(s) < 0) {
+        if (p[0].revents && s->ctl >= 0 && accept_channels(s) < 0) {
             close(s->ctl);
             s->ctl = -1;
         }
@@ -401,6 +438,7 @@ int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
 
     k->pid = -1;
     k->ctl = -1;
+    k->npool = 0;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
         (one_shot && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch) < 0)) {
         snprintf(err, errlen, "keyd: socketpair: %s", strerror(errno));
@@ -423,7 +461,7 @@ int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
             if (grandchild != 0)
                 _exit(grandchild < 0 ? ENGINE_EXIT_TEMPORARY : 0);
         }
-        keyd_main(cfg, ctl[1], ch[1], one_shot ? 1 : cfg->concurrency * 2 + 16);
+        keyd_main(cfg, ctl[1], ch[1], one_shot ? 1 : cfg->concurrency * 2 + 2 * KEYD_POOL);
     }
     close(ctl[1]);
     ctl[1] = -1;
@@ -471,43 +509,65 @@ fail:
     return -1;
 }
 
-int keyd_channel_new(struct keyd *k)
+/* Makes up to KEYD_POOL channels and hands keyd its ends in one message,
+ * so that keyd wakes once per KEYD_POOL connections for them. */
+static int refill(struct keyd *k)
 {
-    int sv[2];
+    int theirs[KEYD_POOL], n = 0, sv[2];
     char byte = 'c';
     struct iovec iov = {&byte, 1};
     union {
         struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(KEYD_POOL * sizeof(int))];
     } u;
     struct msghdr msg = {0};
     struct cmsghdr *c;
+    int ok;
 
-    if (k->ctl < 0)
-        return -1;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    while (n < KEYD_POOL && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0) {
+        k->pool[n] = sv[0];
+        theirs[n++] = sv[1];
+    }
+    if (n == 0)
         return -1;
     memset(&u, 0, sizeof u);
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = u.buf;
-    msg.msg_controllen = sizeof u.buf;
+    msg.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
     c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
-    if (sendmsg(k->ctl, &msg, MSG_NOSIGNAL) != 1) {
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
+    c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+    memcpy(CMSG_DATA(c), theirs, (size_t)n * sizeof(int));
+    ok = sendmsg(k->ctl, &msg, MSG_NOSIGNAL) == 1;
+    for (int i = 0; i < n; i++) {
+        close(theirs[i]);
+        if (!ok)
+            close(k->pool[i]);
     }
-    close(sv[1]);
-    return sv[0];
+    k->npool = ok ? n : 0;
+    return ok ? 0 : -1;
+}
+
+int keyd_channel_new(struct keyd *k)
+{
+    if (k->ctl < 0)
+        return -1;
+    if (k->npool == 0 && refill(k) < 0)
+        return -1;
+    return k->pool[--k->npool];
+}
+
+static void drop_pool(struct keyd *k)
+{
+    while (k->npool > 0)
+        close(k->pool[--k->npool]);
 }
 
 void keyd_forget(struct keyd *k)
 {
+    drop_pool(k);
     if (k->ctl >= 0)
         close(k->ctl);
     k->ctl = -1;
@@ -518,6 +578,7 @@ void keyd_stop(struct keyd *k)
 {
     int status;
 
+    drop_pool(k);
     if (k->ctl >= 0)
         close(k->ctl);
     k->ctl = -1;

@@ -9,9 +9,14 @@
 
 #include "internal.h"
 
+/* Channels are made and handed to keyd this many at a time. */
+#define KEYD_POOL 16
+
 struct keyd {
     pid_t pid;   /* -1 when not running */
     int ctl;     /* master <-> keyd control socket; -1 when not running */
+    int pool[KEYD_POOL]; /* workers' ends of channels keyd already has */
+    int npool;
 };
 
 /* Starts keyd for cfg's key and waits for its start-up report.  With
@@ -21,8 +26,9 @@ struct keyd {
 int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
                int *channel, char *err, size_t errlen);
 
-/* Master: a new channel for one worker: a socketpair whose other end is
- * handed to keyd.  Returns the worker's end (O_CLOEXEC) or -1. */
+/* Master: a channel for one worker: a socketpair whose other end keyd
+ * has.  They are made KEYD_POOL at a time (one message to keyd for all).
+ * Returns the worker's end (O_CLOEXEC; the caller closes it) or -1. */
 int keyd_channel_new(struct keyd *k);
 
 /* Master: forget a keyd that has exited (after waitpid). */

@@ -148,7 +148,7 @@ int engine_reload(struct engine_config **cfg, const struct engine_config *origin
                   struct keyd *keyd, struct tls_context **tls, char *err, size_t errlen)
 {
     struct engine_config *nc;
-    struct keyd nk = {-1, -1};
+    struct keyd nk = {.pid = -1, .ctl = -1};
     struct tls_context *nt = NULL;
 
     if ((*cfg)->key_password_fd3) {
