@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a target needs, when they are missing.
-# usage: scripts/deps.sh build|test|bench
+# usage: scripts/deps.sh build|test|bench|scan
 # As root: apt-get installs what is missing.  Otherwise: prints the exact
 # command and fails, so that nothing half-works.
 set -eu
@@ -8,12 +8,16 @@ set -eu
 build="gcc make cmake pkg-config libssl-dev libseccomp-dev libcap-dev libcdb-dev openssl"
 test="$build python3 swaks ucspi-tcp curl socat procps"
 bench="$test stunnel4 hitch"
+# external TLS scanners for `make scan` (scripts/scan.sh); sslscan also
+# serves tests/e2e/test_scan.py, which skips without it
+scan="$build sslscan testssl.sh"
 
 case "${1:-build}" in
 build) want=$build ;;
 test) want=$test ;;
 bench) want=$bench ;;
-*) echo "usage: $0 build|test|bench" >&2; exit 100 ;;
+scan) want=$scan ;;
+*) echo "usage: $0 build|test|bench|scan" >&2; exit 100 ;;
 esac
 
 missing=""
