@@ -137,6 +137,12 @@ struct ucspitls_var; /* appkit/ucspitls_app.h */
 struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
                                size_t errlen);
 SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t);
+/* Master: one handshake (TLS 1.3, or 1.2 with P-256) and a record each way
+ * with itself through memory, so that OpenSSL's lazily fetched algorithms
+ * and caches are made once here, before the fork, instead of in every
+ * worker.  The caller gives the key provider a keyd channel first.  0 or
+ * -1 with the reason (harmless: workers then fetch for themselves). */
+int tlsctx_warm_up(struct tls_context *t, int tls12, char *err, size_t errlen);
 /* Master: rotates the session-ticket key when due; returns the ms until
  * the next rotation, or -1 for never. */
 long long tlsctx_rotate_tickets(struct tls_context *t);
@@ -190,6 +196,11 @@ void engine_test_hook_after_lock_in(void);
 #endif
 
 struct keyd;
+/* startup.c: tlsctx_warm_up() for TLS 1.3 and 1.2, keyd signing (a
+ * server's master does it after start-up and after each reload; tlsd's one
+ * handshake would gain nothing). */
+void engine_warm_up(const struct engine_config *cfg, struct tls_context *tls,
+                    struct keyd *keyd);
 /* startup.c: logging, the workers' root, keyd (started first, before any
  * certificate is read), the TLS context; NULL (after a log line) on
  * failure.  one_shot (tlsd): keyd serves one channel, returned in

@@ -2,12 +2,31 @@
  * TLS context.  All of it before any connection is touched. */
 #include "internal.h"
 #include "keyd.h"
+#include "keyprov.h"
 #include "log.h"
 #include "sandbox.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+void engine_warm_up(const struct engine_config *cfg, struct tls_context *tls,
+                    struct keyd *keyd)
+{
+    char err[512];
+
+    for (int tls12 = 0; tls12 < 2; tls12++) {
+        int channel = -1;
+
+        /* keyd signs for the warm-up as for any worker: one channel each */
+        if (!cfg->bench_key_in_worker && (channel = keyd_channel_new(keyd)) < 0)
+            return;
+        keyprov_set_channel(channel, 5000);
+        if (tlsctx_warm_up(tls, tls12, err, sizeof err) < 0)
+            log_line(LOG_INFO, "warm-up (TLS 1.%d): %s", tls12 ? 2 : 3, err);
+        keyprov_close_channel();
+    }
+}
 
 struct tls_context *engine_startup(const struct engine_config *cfg,
                                    struct keyd *keyd, int one_shot,
@@ -54,6 +73,8 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
         if (*channel >= 0)
             close(*channel);
         *channel = -1;
+    } else if (!one_shot) {
+        engine_warm_up(cfg, tls, keyd);
     }
     return tls;
 }

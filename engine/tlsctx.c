@@ -543,6 +543,57 @@ fail:
     return NULL;
 }
 
+int tlsctx_warm_up(struct tls_context *t, int tls12, char *err, size_t errlen)
+{
+    SSL_CTX *cctx = SSL_CTX_new_ex(t->libctx, NULL, TLS_client_method());
+    SSL *c = NULL, *s = NULL;
+    BIO *cb = NULL, *sb = NULL;
+    const char *name = NULL;
+    char byte = 'w';
+    int done = 0, ok = 0;
+
+    if (cctx == NULL || BIO_new_bio_pair(&cb, 0, &sb, 0) != 1)
+        goto out;
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+    if (tls12 && (SSL_CTX_set_max_proto_version(cctx, TLS1_2_VERSION) != 1 ||
+                  SSL_CTX_set1_groups_list(cctx, "P-256") != 1))
+        goto out;
+    c = SSL_new(cctx);
+    s = SSL_new(t->ctx);
+    if (c == NULL || s == NULL)
+        goto out;
+    /* with --sni-strict a name is needed: one of the default context's */
+    for (int i = 0; i < t->nsni && name == NULL; i++)
+        if (t->sni[i].ctx == t->ctx && t->sni[i].name[0] != '*')
+            name = t->sni[i].name;
+    if (name != NULL && SSL_set_tlsext_host_name(c, name) != 1)
+        goto out;
+    SSL_set_bio(c, cb, cb);
+    SSL_set_bio(s, sb, sb);
+    cb = sb = NULL;
+    SSL_set_connect_state(c);
+    SSL_set_accept_state(s);
+    /* each call moves what the other side wrote into the BIO pair on */
+    for (int round = 0; round < 16 && !done; round++) {
+        int rc = SSL_do_handshake(c);
+        done = SSL_do_handshake(s) == 1 && rc == 1;
+    }
+    /* a record each way: the record layer's ciphers, and (TLS 1.3) the
+     * session ticket the server sends with its first write */
+    ok = done && SSL_write(s, &byte, 1) == 1 && SSL_read(c, &byte, 1) == 1 &&
+         SSL_write(c, &byte, 1) == 1 && SSL_read(s, &byte, 1) == 1;
+out:
+    if (!ok)
+        ssl_reason(err, errlen, done ? "warm-up exchange" : "warm-up handshake", "");
+    SSL_free(c);
+    SSL_free(s);
+    BIO_free(cb);
+    BIO_free(sb);
+    SSL_CTX_free(cctx);
+    ERR_clear_error();
+    return ok ? 0 : -1;
+}
+
 SSL_CTX *tlsctx_ssl_ctx(struct tls_context *t)
 {
     return t->ctx;
