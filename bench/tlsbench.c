@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
 #include <openssl/crypto.h>
 #include <signal.h>
@@ -20,34 +21,43 @@
 static const char usage_text[] =
     "usage: tlsbench [options] MODE HOST PORT\n"
     "\n"
-    "Measures a TLS server from the client side.  Each measurement prints a line for\n"
-    "people and a line of key=value pairs (starting with mode=) for scripts.\n"
+    "Measures a TLS server from the client side.  Each measurement prints lines for\n"
+    "people and one line of key=value pairs (starting with mode=) for scripts.\n"
     "\n"
     "MODE\n"
     "  download   read the benchmark stream until the server closes; check its length\n"
     "             and every byte (the server runs bench-gen BYTES)\n"
     "  upload     send -n bytes of the stream, then wait for the application's report\n"
     "             line (the server runs bench-sink BYTES)\n"
-    "  echo       -n round trips of 1 byte on one connection (the server echoes, e.g. cat):\n"
-    "             median and p99\n"
+    "  echo       -n round trips of 1 byte (the server echoes, e.g. cat): median and p99\n"
     "  handshake  connections per second for -t seconds from -P processes; each\n"
     "             connection handshakes, then reads until the server closes\n"
     "  hold       open -n connections and keep them open for -t seconds, or until\n"
     "             SIGTERM, SIGINT or SIGHUP; the key=value line (ready=yes) says when\n"
     "             they are all open\n"
+    "With -P N, download, upload and echo run on N connections at once, opened one\n"
+    "after the other, then started together; each is checked on its own and -n\n"
+    "applies to each; a table shows each connection, and the totals are over the\n"
+    "wall time from the start to the end of the last one.\n"
     "\n"
     "Options\n"
-    "  -n N               download/upload: bytes (k, m, g suffixes; default 1g);\n"
-    "                     echo: round trips (default 2000); hold: connections (default 1000)\n"
+    "  -n N               download/upload: bytes per connection (k, m, g suffixes;\n"
+    "                     default 1g); echo: round trips per connection (default 2000);\n"
+    "                     hold: connections (default 1000)\n"
     "  -t SECS            handshake: duration (default 5); hold: longest hold (default 60)\n"
-    "  -P N               handshake: client processes (default 2)\n"
+    "  -P, --parallel N   download/upload/echo: connections at once, one thread each\n"
+    "                     (default 1); handshake: client processes (default 2)\n"
     "  --resume           handshake: resume TLS sessions (a ticket from the previous\n"
     "                     connection); reports how many were really resumed\n"
     "  --no-wait          handshake: close right after the handshake instead of waiting\n"
     "                     for the server to close (for servers that wait for a request)\n"
     "  --ping             hold: one 1-byte echo on each connection once it is open\n"
-    "  --starttls smtp    plaintext SMTP first (banner, EHLO, STARTTLS), then TLS;\n"
-    "                     with handshake (which then sends QUIT) and hold\n"
+    "  --starttls PROTO   a plaintext dialog first, then TLS on the same connection:\n"
+    "                     smtp (banner, EHLO, STARTTLS), pop3 (+OK, STLS) or imap\n"
+    "                     (* OK, a001 STARTTLS); a refusal ends the run (exit 111)\n"
+    "                     naming the reply.  handshake then sends QUIT (imap: LOGOUT);\n"
+    "                     download, upload and echo need an application that, after\n"
+    "                     TLS, acts as bench-gen, bench-sink or an echo\n"
     "  --tls 1.3|1.2      protocol version (default 1.3 only)\n"
     "  --ciphersuites L   TLS 1.3 suites (default TLS_AES_128_GCM_SHA256)\n"
     "  --ciphers L        TLS 1.2 ciphers (default ECDHE-ECDSA-AES128-GCM-SHA256:\n"
@@ -56,9 +66,11 @@ static const char usage_text[] =
     "  --no-sni           send no server name\n"
     "  --cafile FILE      verify the server's certificate and name against FILE\n"
     "                     (default: no verification; this is a benchmark)\n"
-    "  --timeout SECS     bound on each connect, read and write (default 30)\n"
+    "  --timeout SECS     bound on each connect, read and write, and on the whole\n"
+    "                     STARTTLS dialog (default 30)\n"
     "  -q                 print only the key=value line; no progress\n"
-    "  --progress         progress on stderr even when it is not a terminal\n"
+    "  --progress         progress on stderr (runs over 2 s) even when it is not a\n"
+    "                     terminal (default: only on a terminal)\n"
     "  --no-progress      no progress on stderr\n"
     "  -h, --help         this text\n"
     "  --version          the version\n"
@@ -117,6 +129,9 @@ enum {
     OPT_NO_PROGRESS, OPT_VERSION,
 };
 
+/* -P's limit: handshake processes, or connections (threads) at once. */
+#define PARALLEL_MAX 256
+
 static const struct option long_options[] = {
     {"resume", no_argument, NULL, OPT_RESUME},
     {"no-wait", no_argument, NULL, OPT_NO_WAIT},
@@ -129,6 +144,7 @@ static const struct option long_options[] = {
     {"no-sni", no_argument, NULL, OPT_NO_SNI},
     {"cafile", required_argument, NULL, OPT_CAFILE},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"parallel", required_argument, NULL, 'P'},
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"help", no_argument, NULL, 'h'},
@@ -139,7 +155,7 @@ static const struct option long_options[] = {
 static void parse(struct tb_options *o, int argc, char **argv)
 {
     const char *count = NULL, *secs = NULL;
-    int c, is_bulk, is_hs, is_hold;
+    int c, is_bulk, is_hs, is_hold, par = 0;
 
     memset(o, 0, sizeof *o);
     o->ciphersuites = "TLS_AES_128_GCM_SHA256";
@@ -148,12 +164,15 @@ static void parse(struct tb_options *o, int argc, char **argv)
     o->timeout_ms = 30000;
     o->progress = -1;
     o->procs = 2;
+    o->parallel = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":n:t:P:qh", long_options, NULL)) != -1) {
         switch (c) {
         case 'n': count = optarg; break;
         case 't': secs = optarg; break;
-        case 'P': o->procs = (int)parse_count(optarg, 256, "-P", "1 to 256 processes"); break;
+        case 'P':
+            par = (int)parse_count(optarg, PARALLEL_MAX, "-P", "a number from 1 to 256");
+            break;
         case 'q': o->quiet = 1; break;
         case 'h': fputs(usage_text, stdout); exit(TB_EXIT_OK);
         case OPT_VERSION:
@@ -163,9 +182,14 @@ static void parse(struct tb_options *o, int argc, char **argv)
         case OPT_NO_WAIT: o->no_wait = 1; break;
         case OPT_PING: o->ping = 1; break;
         case OPT_STARTTLS:
-            if (strcmp(optarg, "smtp") != 0)
-                usage_error("--starttls: only smtp is supported, not %s", optarg);
-            o->starttls = TB_STARTTLS_SMTP;
+            if (strcmp(optarg, "smtp") == 0)
+                o->starttls = TB_STARTTLS_SMTP;
+            else if (strcmp(optarg, "pop3") == 0)
+                o->starttls = TB_STARTTLS_POP3;
+            else if (strcmp(optarg, "imap") == 0)
+                o->starttls = TB_STARTTLS_IMAP;
+            else
+                usage_error("--starttls wants smtp, pop3 or imap, not %s", optarg);
             break;
         case OPT_TLS:
             if (strcmp(optarg, "1.3") == 0)
@@ -228,10 +252,16 @@ static void parse(struct tb_options *o, int argc, char **argv)
         usage_error("%s applies to handshake only", o->resume ? "--resume" : "--no-wait");
     if (o->ping && !is_hold)
         usage_error("%s applies to hold only", "--ping");
-    if (o->ping && o->starttls)
-        usage_error("%s: an SMTP server does not echo", "--ping");
-    if (o->starttls && !is_hs && !is_hold)
-        usage_error("--starttls smtp works with handshake and hold, not %s", o->mode);
+    if (par && is_hold)
+        usage_error("-P does not apply to hold (it opens -n connections): %d", par);
+    if (par && is_hs)
+        o->procs = par;
+    else if (par)
+        o->parallel = par;
+    /* Every round trip's time is kept (8 bytes each) for the percentiles. */
+    if (!is_bulk && !is_hs && !is_hold && o->count * (uint64_t)o->parallel > 100000000)
+        usage_error("echo: -n times -P is at most 10^8 round trips, not %" PRIu64,
+                    o->count * (uint64_t)o->parallel);
     if (o->resume && o->tls_version != TLS1_3_VERSION)
         usage_error("%s: tickets are measured with TLS 1.3 only", "--resume");
 }

@@ -3,8 +3,10 @@
  * declarations of its files:
  *
  *   tlsbench.c       options, usage, exit codes, output lines
- *   tlsbench_net.c   address, TCP connect, STARTTLS smtp, TLS setup
- *   tlsbench_data.c  download, upload, echo (one connection each)
+ *   tlsbench_net.c   address, TCP connect, STARTTLS (smtp, pop3, imap), TLS
+ *                    setup, progress lines
+ *   tlsbench_data.c  download, upload, echo over -P parallel connections
+ *                    (one thread each)
  *   tlsbench_conn.c  handshake rate (forked clients) and hold (N idle)
  *
  * Exit codes: 0 done, 1 the data or the report did not verify, 100 usage,
@@ -25,7 +27,7 @@
 
 #define TB_ERRLEN 256
 
-enum tb_starttls { TB_STARTTLS_NONE = 0, TB_STARTTLS_SMTP };
+enum tb_starttls { TB_STARTTLS_NONE = 0, TB_STARTTLS_SMTP, TB_STARTTLS_POP3, TB_STARTTLS_IMAP };
 
 struct tb_options {
     const char *mode;          /* download, upload, echo, handshake, hold */
@@ -40,10 +42,11 @@ struct tb_options {
     int timeout_ms;            /* each connect / read / write */
     int quiet;                 /* only the key=value line */
     int progress;              /* -1 auto (stderr a tty), 0 off, 1 on */
-    uint64_t count;            /* -n: bytes, pings or connections */
+    uint64_t count;            /* -n: bytes or pings per connection, or connections */
     int count_set;
     double seconds;            /* -t: handshake duration or hold time */
     int procs;                 /* -P: handshake client processes */
+    int parallel;              /* -P: download/upload/echo connections (threads) */
     int resume;                /* handshake: resume a TLS 1.3 ticket */
     int no_wait;               /* handshake: close right after the handshake */
     int ping;                  /* hold: a 1-byte echo on each connection */
@@ -76,12 +79,22 @@ void tb_client_free(struct tb_client *c);
 
 /* Connects, does STARTTLS if asked, then the TLS handshake, offering sess
  * (borrowed, may be NULL).  Returns 0 with conn filled, or -1 with a reason
- * in err and nothing left open. */
+ * in err and nothing left open.  The plaintext dialog of STARTTLS is bounded
+ * as a whole by the timeout; a refusal or a reply that is not the protocol's
+ * is an error that quotes what the server said.  Safe to call from several
+ * threads at once (c is only read). */
 int tb_open(const struct tb_client *c, SSL_SESSION *sess, struct tb_conn *conn,
             char *err, size_t errlen);
 
 /* Sends close_notify (if the connection is still fine) and closes. */
 void tb_close(struct tb_conn *conn, int send_close_notify);
+
+/* The plaintext command that ends a session of the --starttls protocol
+ * ("QUIT\r\n", "a002 LOGOUT\r\n"), or NULL without STARTTLS. */
+const char *tb_starttls_quit(enum tb_starttls proto);
+
+/* The name of a --starttls protocol ("smtp", ...; "none"). */
+const char *tb_starttls_name(enum tb_starttls proto);
 
 /* A one-line reason for the last failed SSL call with result rc. */
 void tb_ssl_reason(SSL *ssl, int rc, const char *what, char *err, size_t errlen);
@@ -104,7 +117,10 @@ void tb_progress_print(struct tb_progress *p, const char *fmt, ...)
 /* Ends the progress line (clears it on a terminal). */
 void tb_progress_end(struct tb_progress *p);
 
-/* tlsbench_data.c: each returns an exit code and prints its lines. */
+/* tlsbench_data.c: each returns an exit code and prints its lines.  With
+ * opt->parallel N > 1: N connections opened one after the other, then all
+ * started together; -n applies to each; the totals are the sums over the
+ * wall time from that start to the end of the last connection. */
 int tb_download(const struct tb_client *c);
 int tb_upload(const struct tb_client *c);
 int tb_echo(const struct tb_client *c);
@@ -115,8 +131,9 @@ int tb_echo_ping(struct tb_conn *conn, char *err, size_t errlen);
 int tb_handshake(const struct tb_client *c);
 int tb_hold(const struct tb_client *c);
 
-/* tlsbench.c: the two result lines, stdout, flushed.  human may be NULL
- * (or is left out with -q); machine is a list of key=value pairs. */
+/* tlsbench.c: the results on stdout, flushed: human (one or more lines, the
+ * last without its newline; may be NULL, and is left out with -q), then
+ * machine, one line of key=value pairs. */
 void tb_report(const struct tb_options *opt, const char *human, const char *machine);
 
 #endif

@@ -37,14 +37,15 @@ static void slot_error(struct hs_slot *slot, const char *err)
 /* After the handshake: let the server finish (it closes once its
  * application has exited), so that every counted connection went through
  * the whole server side, and so that TLS 1.3 tickets (sent after the
- * handshake) arrive.  SMTP after STARTTLS: QUIT first.  Returns 1 when the
- * server ended with close_notify. */
+ * handshake) arrive.  After STARTTLS: QUIT (IMAP: LOGOUT) first.  Returns 1
+ * when the server ended with close_notify. */
 static int drain(const struct tb_client *c, struct tb_conn *conn)
 {
+    const char *quit = tb_starttls_quit(c->opt->starttls);
     char buf[4096];
 
-    if (c->opt->starttls == TB_STARTTLS_SMTP)
-        SSL_write(conn->ssl, "QUIT\r\n", 6);
+    if (quit != NULL)
+        SSL_write(conn->ssl, quit, (int)strlen(quit));
     for (;;) {
         int n;
         ERR_clear_error();

@@ -50,6 +50,10 @@ _BINARIES = {
     "smtpd-demo": "examples/smtpd-demo",
     "testapp": "tests/apps/ucspi-testapp",
     "gen-verify": "tests/apps/gen-verify",
+    "starttls-app": "tests/apps/starttls-app",
+    "tlsbench": "bench/tlsbench",
+    "bench-gen": "bench/bench-gen",
+    "bench-sink": "bench/bench-sink",
 }
 
 
