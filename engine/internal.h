@@ -241,5 +241,7 @@ int engine_reload(struct engine_config **cfg, const struct engine_config *origin
 
 /* util.c */
 int util_parse_uint(const char *s, unsigned long max, unsigned long *out);
+/* Closes every fd but keep[0..n) (sorted in place; -1 entries ignored). */
+void util_close_all_but(int *keep, int n);
 
 #endif

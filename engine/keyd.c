@@ -387,9 +387,10 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
     close(devnull);
     /* A restarted keyd is forked from a running master: drop its listener
      * and everything else that is not keyd's. */
-    for (int fd = 4; fd < 4096; fd++)
-        if (fd != ctl && fd != channel)
-            close(fd);
+    {
+        int keep[6] = {0, 1, 2, 3, ctl, channel};
+        util_close_all_but(keep, 6);
+    }
     if (!cfg->key_password_fd3 && ctl != 3 && channel != 3)
         close(3); /* with -3, fd 3 is the password, read in load_key */
     s.ctl = ctl;

@@ -16,27 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Closes every fd but keep[0..n) (sorted in place). */
-static void close_all_but(int *keep, int n)
-{
-    int lo = 0;
-
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
-            int t = keep[j];
-            keep[j] = keep[j - 1];
-            keep[j - 1] = t;
-        }
-    for (int i = 0; i < n; i++) {
-        if (keep[i] < lo)
-            continue;
-        if (keep[i] > lo)
-            close_range((unsigned)lo, (unsigned)keep[i] - 1, 0);
-        lo = keep[i] + 1;
-    }
-    close_range((unsigned)lo, ~0U, 0);
-}
-
 pid_t engine_spawn_worker(const struct engine_config *cfg, struct tls_context *tls,
                           struct keyd *keyd, int rfd, int wfd, const struct rules_env *env)
 {
@@ -76,7 +55,7 @@ pid_t engine_spawn_worker(const struct engine_config *cfg, struct tls_context *t
         {
             /* 0, 1 and 2 always stay (the connection or /dev/null; the log) */
             int k[6] = {0, 1, 2, rfd, wfd, channel >= 0 ? channel : 2};
-            close_all_but(k, 6);
+            util_close_all_but(k, 6);
         }
         /* a rule's variables go to the app; its own address variables,
          * set later, win over them */

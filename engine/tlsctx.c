@@ -480,17 +480,21 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
     }
     if (cfg->dhfile && *cfg->dhfile)
         log_line(LOG_ERROR, "warning: $DHFILE ignored: only ECDHE key exchange is offered");
-    if (tickets_prepare(&t->tickets, t->libctx) < 0) {
-        ssl_reason(err, errlen, "unable to fetch the ticket ciphers", "");
-        goto fail;
-    }
-    if (cfg->ticket_keys != NULL) {
-        t->tickets.lifetime = cfg->ticket_lifetime;
-        if (tickets_load_file(cfg->ticket_keys, &t->tickets, err, errlen) < 0)
+    /* tlsd without a shared key file sends no tickets (new_ctx): it needs
+     * no ticket keys, nor the ciphers they are used with */
+    if (cfg->frontend != ENGINE_HANDLE || cfg->ticket_keys != NULL) {
+        if (tickets_prepare(&t->tickets, t->libctx) < 0) {
+            ssl_reason(err, errlen, "unable to fetch the ticket ciphers", "");
             goto fail;
-    } else if (tickets_init_random(&t->tickets, cfg->ticket_lifetime) < 0) {
-        snprintf(err, errlen, "unable to make session-ticket keys");
-        goto fail;
+        }
+        if (cfg->ticket_keys != NULL) {
+            t->tickets.lifetime = cfg->ticket_lifetime;
+            if (tickets_load_file(cfg->ticket_keys, &t->tickets, err, errlen) < 0)
+                goto fail;
+        } else if (tickets_init_random(&t->tickets, cfg->ticket_lifetime) < 0) {
+            snprintf(err, errlen, "unable to make session-ticket keys");
+            goto fail;
+        }
     }
     if (cfg->client_cert != CLIENT_CERT_NONE && load_client_cas(t, cfg, err, errlen) < 0) {
         if (err[0] == '\0')

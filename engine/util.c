@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* Strict decimal: digits only, no sign, no spaces, no overflow, <= max. */
 int util_parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -19,4 +20,25 @@ int util_parse_uint(const char *s, unsigned long max, unsigned long *out)
     }
     *out = v;
     return 0;
+}
+
+/* Closes every fd but keep[0..n) (sorted in place). */
+void util_close_all_but(int *keep, int n)
+{
+    int lo = 0;
+
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < lo)
+            continue;
+        if (keep[i] > lo)
+            close_range((unsigned)lo, (unsigned)keep[i] - 1, 0);
+        lo = keep[i] + 1;
+    }
+    close_range((unsigned)lo, ~0U, 0);
 }
