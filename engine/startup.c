@@ -67,14 +67,20 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
     if (cfg->key_password_fd3)
         close(3);
     tls = tlsctx_new(cfg, err, sizeof err);
-    if (tls == NULL) {
-        log_line(LOG_ERROR, "fatal: %s", err);
-        keyd_stop(keyd);
-        if (*channel >= 0)
-            close(*channel);
-        *channel = -1;
-    } else if (!one_shot) {
+    if (tls == NULL)
+        goto fail;
+    /* the workers' seccomp filter, built once here instead of in each */
+    if (sandbox_seccomp_prepare(SANDBOX_ROLE_WORKER, tlsctx_ktls(tls), err, sizeof err) < 0)
+        goto fail;
+    if (!one_shot)
         engine_warm_up(cfg, tls, keyd);
-    }
     return tls;
+fail:
+    log_line(LOG_ERROR, "fatal: %s", err);
+    tlsctx_free(tls);
+    keyd_stop(keyd);
+    if (*channel >= 0)
+        close(*channel);
+    *channel = -1;
+    return NULL;
 }

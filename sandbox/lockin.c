@@ -203,6 +203,10 @@ int sandbox_lock_in(const struct sandbox_spec *spec, int *unprivileged,
      * (OpenSSL does, checking certificate dates): read it now, while the
      * file is there and open() is allowed; later calls reuse it. */
     tzset();
+    /* the filter, unless a parent built it already: it needs an fd and a
+     * file write, which the limits below may no longer allow */
+    if (sandbox_seccomp_prepare(spec->role, spec->allow_ktls, err, errlen) < 0)
+        return -1;
     if (set_rlimits(spec, err, errlen) < 0)
         return -1;
     if (privileged) {

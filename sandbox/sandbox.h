@@ -55,6 +55,12 @@ int sandbox_prepare_chroot_dir(const char *dir, char *err, size_t errlen);
  * by sandbox_lock_in).  Returns 0 or -1 with a reason in err. */
 int sandbox_install_seccomp(const struct sandbox_spec *spec, char *err,
                             size_t errlen);
+/* Builds the filter of a role (with or without the kTLS calls) once, with
+ * placeholders for the per-process values, so that processes forked later
+ * only patch and load it (sandbox_install_seccomp does this itself when no
+ * template was prepared).  Returns 0 or -1 with a reason in err. */
+int sandbox_seccomp_prepare(enum sandbox_role role, int allow_ktls, char *err,
+                            size_t errlen);
 
 /* Calls fn(name, reason, arg) for every syscall the role may make, in table
  * order: the seccomp audit as data. */

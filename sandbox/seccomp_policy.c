@@ -9,7 +9,14 @@
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 enum arg_check {
     ARGS_ANY,       /* no argument narrowing */
@@ -20,7 +27,21 @@ enum arg_check {
     ARGS_KTLS_MSG_OUT,    /* kTLS: sendmsg on the socket, flags 0 */
     ARGS_KTLS_MSG_IN,     /* kTLS: recvmsg on the socket, flags 0 */
     ARGS_KTLS_SPLICE,     /* kTLS: splice pipe->socket and socket->pipe only */
+#ifdef UCSPITLS_SANITIZE
+    ARGS_NULL0,           /* sanitizer builds only: arg 0 must be NULL */
+#endif
 };
+
+/* Sanitizer builds only (cmake -DUCSPITLS_SANITIZE=ON, never a release):
+ * the ASan runtime calls sigaltstack(NULL, &old) before every noreturn call
+ * (_exit among them, in __asan_handle_no_return) to learn whether it runs on
+ * the alternate stack.  Query only: arg 0 (a new stack) must be NULL. */
+#ifdef UCSPITLS_SANITIZE
+#define SANITIZER_RULES \
+    {"sigaltstack", ARGS_NULL0, "sanitizer builds: ASan asks for the current alternate stack"},
+#else
+#define SANITIZER_RULES
+#endif
 
 struct rule {
     const char *name;
@@ -58,6 +79,7 @@ static const struct rule WORKER_RULES[] = {
     {"splice", ARGS_KTLS_SPLICE, "kTLS only: app pipe -> socket and socket -> app pipe in the kernel"},
     {"exit", ARGS_ANY, "ending"},
     {"exit_group", ARGS_ANY, "ending"},
+    SANITIZER_RULES
 };
 
 static const struct rule KEYD_RULES[] = {
@@ -83,6 +105,7 @@ static const struct rule KEYD_RULES[] = {
     {"restart_syscall", ARGS_ANY, "kernel restart of an interrupted poll"},
     {"exit", ARGS_ANY, "ending"},
     {"exit_group", ARGS_ANY, "ending"},
+    SANITIZER_RULES
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -185,12 +208,40 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr,
     case ARGS_KTLS_MSG_IN:
     case ARGS_KTLS_SPLICE:
         return spec->allow_ktls ? add_ktls_rule(ctx, r->check, nr, spec) : 0;
+#ifdef UCSPITLS_SANITIZE
+    case ARGS_NULL0:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, 0));
+#endif
     }
     return -EINVAL;
 }
 
-int sandbox_install_seccomp(const struct sandbox_spec *spec, char *err,
-                            size_t errlen)
+/* The filter is built by libseccomp once per role (and kTLS choice), as a
+ * template whose per-connection values (the app's pid, the connection's
+ * fds) are placeholders no real pid or fd can be; each process that locks
+ * in copies the template and patches its own values in.  The master builds
+ * the templates before it forks (sandbox_seccomp_prepare), so a worker
+ * spends no time in libseccomp.  The placeholders are above pid_max
+ * (2^22) and any fd limit (2^20). */
+enum {
+    PH_APP_PID = 0x5ecc0001,
+    PH_NET_RFD,
+    PH_NET_WFD,
+    PH_FROM_APP,
+    PH_TO_APP,
+    PH_END,
+};
+/* wait4's pid when there is no app: above pid_max, so never a child */
+#define NO_PID 0x7fffffff
+
+struct template {
+    struct sock_filter *insn;
+    unsigned short len;
+};
+static struct template templates[2][2]; /* [role][allow_ktls] */
+
+static int build(const struct sandbox_spec *spec, scmp_filter_ctx *out, char *err,
+                 size_t errlen)
 {
     size_t n;
     const struct rule *r = rules_of(spec->role, &n);
@@ -218,11 +269,128 @@ int sandbox_install_seccomp(const struct sandbox_spec *spec, char *err,
             return -1;
         }
     }
-    rc = seccomp_load(ctx);
+    *out = ctx;
+    return 0;
+}
+
+static int is_placeholder(uint32_t k)
+{
+    return k >= PH_APP_PID && k < PH_END;
+}
+
+static int make_template(enum sandbox_role role, int allow_ktls, struct template *t,
+                         char *err, size_t errlen)
+{
+    struct sandbox_spec ph = {
+        .role = role,
+        .app_pid = PH_APP_PID,
+        .allow_ktls = allow_ktls,
+        .net_rfd = PH_NET_RFD,
+        .net_wfd = PH_NET_WFD,
+        .from_app_fd = PH_FROM_APP,
+        .to_app_fd = PH_TO_APP,
+    };
+    scmp_filter_ctx ctx;
+    int fd = -1, rc = -1;
+    off_t size;
+
+    if (build(&ph, &ctx, err, errlen) < 0)
+        return -1;
+    /* libseccomp 2.5 exports only to an fd */
+    fd = memfd_create("seccomp", MFD_CLOEXEC);
+    if (fd < 0 || (rc = seccomp_export_bpf(ctx, fd)) < 0) {
+        snprintf(err, errlen, "seccomp filter export: %s",
+                 strerror(fd < 0 ? errno : -rc));
+        rc = -1;
+        goto out;
+    }
+    rc = -1;
+    size = lseek(fd, 0, SEEK_END);
+    if (size <= 0 || size % (off_t)sizeof *t->insn != 0 ||
+        size / (off_t)sizeof *t->insn > BPF_MAXINSNS) {
+        snprintf(err, errlen, "seccomp filter export: odd size %lld", (long long)size);
+        goto out;
+    }
+    t->insn = malloc((size_t)size);
+    if (t->insn == NULL || pread(fd, t->insn, (size_t)size, 0) != size) {
+        snprintf(err, errlen, "seccomp filter export: unable to read it back");
+        free(t->insn);
+        t->insn = NULL;
+        goto out;
+    }
+    t->len = (unsigned short)(size / (off_t)sizeof *t->insn);
+    /* a placeholder may appear only as the constant of an equality test,
+     * where libseccomp put it; anywhere else, patching would change the
+     * filter's meaning */
+    for (unsigned i = 0; i < t->len; i++) {
+        if (is_placeholder(t->insn[i].k) &&
+            t->insn[i].code != (BPF_JMP | BPF_JEQ | BPF_K)) {
+            snprintf(err, errlen, "seccomp filter template: placeholder %#x in instruction %u",
+                     t->insn[i].k, i);
+            free(t->insn);
+            t->insn = NULL;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
     seccomp_release(ctx);
-    if (rc < 0) {
-        snprintf(err, errlen, "seccomp_load: %s", strerror(-rc));
+    return rc;
+}
+
+int sandbox_seccomp_prepare(enum sandbox_role role, int allow_ktls, char *err,
+                            size_t errlen)
+{
+    struct template *t = &templates[role == SANDBOX_ROLE_KEYD][allow_ktls != 0];
+
+    return t->insn != NULL ? 0 : make_template(role, allow_ktls != 0, t, err, errlen);
+}
+
+int sandbox_install_seccomp(const struct sandbox_spec *spec, char *err,
+                            size_t errlen)
+{
+    const struct template *t = &templates[spec->role == SANDBOX_ROLE_KEYD][spec->allow_ktls != 0];
+    struct sock_fprog prog;
+    struct sock_filter *insn;
+    int rc;
+
+    if (sandbox_seccomp_prepare(spec->role, spec->allow_ktls, err, errlen) < 0)
+        return -1;
+    insn = malloc(t->len * sizeof *insn);
+    if (insn == NULL) {
+        snprintf(err, errlen, "seccomp: out of memory");
         return -1;
     }
-    return 0;
+    memcpy(insn, t->insn, t->len * sizeof *insn);
+    for (unsigned i = 0; i < t->len; i++) {
+        switch (is_placeholder(insn[i].k) ? insn[i].k : 0) {
+        case PH_APP_PID:
+            insn[i].k = spec->app_pid > 0 ? (uint32_t)spec->app_pid : NO_PID;
+            break;
+        case PH_NET_RFD:
+            insn[i].k = (uint32_t)spec->net_rfd;
+            break;
+        case PH_NET_WFD:
+            insn[i].k = (uint32_t)spec->net_wfd;
+            break;
+        case PH_FROM_APP:
+            insn[i].k = (uint32_t)spec->from_app_fd;
+            break;
+        case PH_TO_APP:
+            insn[i].k = (uint32_t)spec->to_app_fd;
+            break;
+        }
+    }
+    prog.len = t->len;
+    prog.filter = insn;
+    /* as libseccomp does: a filter needs no_new_privs (or CAP_SYS_ADMIN) */
+    rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+             ? (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)
+             : -1;
+    if (rc < 0)
+        snprintf(err, errlen, "seccomp: %s", strerror(errno));
+    free(insn);
+    return rc < 0 ? -1 : 0;
 }
