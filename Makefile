@@ -38,3 +38,10 @@ bench: build
 
 clean:
 	rm -rf $(BUILD)
+
+# External TLS scanners (sslscan, testssl.sh) against tlsserver's default
+# configuration; reports in docs/scan/ (scripts/scan.sh; a few minutes).
+.PHONY: scan
+scan: build
+	@sh scripts/deps.sh scan
+	bash scripts/scan.sh $(BUILD) docs/scan

@@ -118,6 +118,10 @@ static int lock_in(struct worker *w)
     };
     char err[256];
     int unprivileged = 0;
+#ifdef UCSPITLS_TEST_HOOKS
+    /* read now: getppid itself is forbidden once locked in */
+    pid_t master = getppid();
+#endif
 
     if (sandbox_lock_in(&spec, &unprivileged, err, sizeof err) < 0) {
         log_line(LOG_ERROR, "worker %d: unable to lock in: %s", (int)getpid(), err);
@@ -125,7 +129,7 @@ static int lock_in(struct worker *w)
     }
 #ifdef UCSPITLS_TEST_HOOKS
     /* test builds only: prove that forbidden calls kill the worker */
-    engine_test_hook_after_lock_in();
+    engine_test_hook_after_lock_in(master);
 #endif
     return 0;
 }

@@ -191,8 +191,9 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
 
 #ifdef UCSPITLS_TEST_HOOKS
 /* testhook.c (test builds only): tries the syscall named by
- * $UCSPITLS_TEST_TRY from inside the locked-in worker. */
-void engine_test_hook_after_lock_in(void);
+ * $UCSPITLS_TEST_TRY from inside the locked-in worker; ptrace and kill
+ * aim at the master, whose pid was read before the lock-in. */
+void engine_test_hook_after_lock_in(pid_t master);
 #endif
 
 struct keyd;

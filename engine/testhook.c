@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-void engine_test_hook_after_lock_in(void)
+void engine_test_hook_after_lock_in(pid_t master)
 {
     const char *t = getenv("UCSPITLS_TEST_TRY");
     long rc = 0;
@@ -30,11 +30,11 @@ void engine_test_hook_after_lock_in(void)
         char *argv[] = {(char *)"/bin/true", NULL};
         rc = execve("/bin/true", argv, argv + 1);
     } else if (strcmp(t, "ptrace") == 0) {
-        rc = ptrace(PTRACE_ATTACH, getppid(), NULL, NULL);
+        rc = ptrace(PTRACE_ATTACH, master, NULL, NULL);
     } else if (strcmp(t, "fork") == 0) {
         rc = fork();
     } else if (strcmp(t, "kill") == 0) {
-        rc = kill(getppid(), SIGTERM);
+        rc = kill(master, SIGTERM);
     } else if (strcmp(t, "mprotect-exec") == 0) {
         static char page[8192] __attribute__((aligned(4096)));
         rc = mprotect(page, 4096, PROT_READ | PROT_EXEC);

@@ -17,6 +17,9 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#ifdef UCSPITLS_SANITIZE
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 enum arg_check {
     ARGS_ANY,       /* no argument narrowing */
@@ -29,16 +32,27 @@ enum arg_check {
     ARGS_KTLS_SPLICE,     /* kTLS: splice pipe->socket and socket->pipe only */
 #ifdef UCSPITLS_SANITIZE
     ARGS_NULL0,           /* sanitizer builds only: arg 0 must be NULL */
+    ARGS_FAIL_EACCES,     /* sanitizer builds only: not allowed, but fails
+                           * with EACCES instead of killing */
 #endif
 };
 
 /* Sanitizer builds only (cmake -DUCSPITLS_SANITIZE=ON, never a release):
- * the ASan runtime calls sigaltstack(NULL, &old) before every noreturn call
- * (_exit among them, in __asan_handle_no_return) to learn whether it runs on
- * the alternate stack.  Query only: arg 0 (a new stack) must be NULL. */
+ * what the ASan/UBSan runtime itself does in a locked-in process.
+ * - sigaltstack(NULL, &old): ASan asks before every noreturn call (_exit
+ *   among them, in __asan_handle_no_return) whether it runs on the
+ *   alternate stack.  Query only: arg 0 (a new stack) must be NULL.
+ * - open, readlink: while it writes a report, the runtime reads
+ *   /proc/self/{maps,cmdline,environ,exe} with these old calls, which libc
+ *   never uses here (it opens with openat).  They fail with EACCES, so that
+ *   the report is written without them instead of the process dying in its
+ *   middle.  Nothing is opened: openat and every other way to a file still
+ *   kill. */
 #ifdef UCSPITLS_SANITIZE
 #define SANITIZER_RULES \
-    {"sigaltstack", ARGS_NULL0, "sanitizer builds: ASan asks for the current alternate stack"},
+    {"sigaltstack", ARGS_NULL0, "sanitizer builds: ASan asks for the current alternate stack"}, \
+    {"open", ARGS_FAIL_EACCES, "sanitizer builds: fails (EACCES); a report reading /proc/self"}, \
+    {"readlink", ARGS_FAIL_EACCES, "sanitizer builds: fails (EACCES); a report reading /proc/self/exe"},
 #else
 #define SANITIZER_RULES
 #endif
@@ -100,6 +114,8 @@ static const struct rule KEYD_RULES[] = {
     {"madvise", ARGS_ANY, "free() returning memory"},
     {"futex", ARGS_ANY, "OpenSSL's run-once locks"},
     {"clock_gettime", ARGS_ANY, "request timeouts when the vDSO is unavailable"},
+    {"gettimeofday", ARGS_ANY, "OpenSSL's random generator reads the time on every signature (vDSO unavailable)"},
+    {"time", ARGS_ANY, "OpenSSL's random generator reads the time on every signature (vDSO unavailable)"},
     {"rt_sigreturn", ARGS_ANY, "return from a signal handler"},
     {"rt_sigprocmask", ARGS_ANY, "libc blocks signals around some calls"},
     {"restart_syscall", ARGS_ANY, "kernel restart of an interrupted poll"},
@@ -211,6 +227,8 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr,
 #ifdef UCSPITLS_SANITIZE
     case ARGS_NULL0:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, 0));
+    case ARGS_FAIL_EACCES:
+        return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), nr, 0);
 #endif
     }
     return -EINVAL;
@@ -385,6 +403,11 @@ int sandbox_install_seccomp(const struct sandbox_spec *spec, char *err,
     }
     prog.len = t->len;
     prog.filter = insn;
+#ifdef UCSPITLS_SANITIZE
+    /* From here on a sanitizer report cannot open its log file (log_path,
+     * tests/sanitizer/options.c): it goes to stderr, which the tests read. */
+    __sanitizer_set_report_path("stderr");
+#endif
     /* as libseccomp does: a filter needs no_new_privs (or CAP_SYS_ADMIN) */
     rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
              ? (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)

@@ -6,11 +6,11 @@
 set -eu
 
 build="gcc make cmake pkg-config libssl-dev libseccomp-dev libcap-dev libcdb-dev openssl"
-test="$build python3 swaks ucspi-tcp curl socat procps"
+test="$build python3 swaks ucspi-tcp curl socat procps sslscan"
 bench="$test stunnel4 hitch"
 # external TLS scanners for `make scan` (scripts/scan.sh); sslscan also
 # serves tests/e2e/test_scan.py, which skips without it
-scan="$build sslscan testssl.sh"
+scan="$build python3 sslscan testssl.sh"
 
 case "${1:-build}" in
 build) want=$build ;;

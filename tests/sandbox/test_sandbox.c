@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 static char chroot_dir[64];
+/* the test process: the locked-in children's parent, read before they lock
+ * in (getppid is itself forbidden, and would die before the call tried) */
+static pid_t parent_pid;
 
 static struct sandbox_spec worker_spec(pid_t app)
 {
@@ -77,8 +80,8 @@ static void try_exec(void)
     execve("/bin/true", argv, argv + 1);
 }
 static void try_fork(void) { (void)fork(); }
-static void try_ptrace(void) { (void)ptrace(PTRACE_ATTACH, getppid(), NULL, NULL); }
-static void try_kill(void) { (void)kill(getppid(), 0); }
+static void try_ptrace(void) { (void)ptrace(PTRACE_ATTACH, parent_pid, NULL, NULL); }
+static void try_kill(void) { (void)kill(parent_pid, 0); }
 static void try_setuid(void) { if (setuid(0) == 0) _exit(50); }
 static void try_mprotect_exec(void)
 {
@@ -310,6 +313,7 @@ int main(void)
     };
     int status;
 
+    parent_pid = getpid();
     snprintf(chroot_dir, sizeof chroot_dir, "/tmp/ucspitls-sandbox-XXXXXX");
     CHECK(mkdtemp(chroot_dir) != NULL);
     chmod(chroot_dir, 0755);
