@@ -523,7 +523,7 @@ static int refill(struct keyd *k)
     } u;
     struct msghdr msg = {0};
     struct cmsghdr *c;
-    int ok;
+    int ok, saved;
 
     while (n < KEYD_POOL && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0) {
         k->pool[n] = sv[0];
@@ -542,19 +542,23 @@ static int refill(struct keyd *k)
     c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
     memcpy(CMSG_DATA(c), theirs, (size_t)n * sizeof(int));
     ok = sendmsg(k->ctl, &msg, MSG_NOSIGNAL) == 1;
+    saved = errno;
     for (int i = 0; i < n; i++) {
         close(theirs[i]);
         if (!ok)
             close(k->pool[i]);
     }
     k->npool = ok ? n : 0;
+    errno = saved; /* the caller's log names the cause (EMFILE, keyd gone) */
     return ok ? 0 : -1;
 }
 
 int keyd_channel_new(struct keyd *k)
 {
-    if (k->ctl < 0)
+    if (k->ctl < 0) {
+        errno = ENOTCONN;
         return -1;
+    }
     if (k->npool == 0 && refill(k) < 0)
         return -1;
     return k->pool[--k->npool];

@@ -25,7 +25,7 @@ pid_t engine_spawn_worker(const struct engine_config *cfg, struct tls_context *t
     if (!cfg->bench_key_in_worker) {
         channel = keyd_channel_new(keyd);
         if (channel < 0) {
-            log_line(LOG_ERROR, "keyd unavailable: dropping a connection");
+            log_line(LOG_ERROR, "keyd unavailable (%s): dropping a connection", strerror(errno));
             return -1;
         }
     }

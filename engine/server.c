@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int signal_pipe[2] = {-1, -1};
@@ -273,6 +274,7 @@ int engine_serve(struct engine_config *cfg)
     struct keyd keyd;
     char err[512] = "";
     int listener, active = 0, pause_ms = 0, unused;
+    long long pause_until = 0; /* no accept() before then (monotonic ms) */
     int code = ENGINE_EXIT_TEMPORARY;
 
     tls = engine_startup(cfg, &keyd, 0, &unused);
@@ -304,20 +306,31 @@ int engine_serve(struct engine_config *cfg)
     log_line(LOG_INFO, "status: 0/%d", cfg->concurrency);
     for (;;) {
         struct pollfd p[2];
-        long long rotate_in;
+        struct timespec ts;
+        long long rotate_in, now, paused;
         int n, timeout;
 
+        /* A pause (after EMFILE and the like) ends at a fixed time: the
+         * SIGCHLDs of ending workers wake poll() early and must not
+         * start it again. */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (pause_ms > 0) {
+            pause_until = now + pause_ms;
+            pause_ms = 0;
+        }
+        paused = pause_until - now; /* > 0: ms of the pause left */
         p[0].fd = signal_pipe[0];
         p[0].events = POLLIN;
         /* At the limit the listener is not polled: new clients wait in the
          * kernel's backlog until a worker ends. */
-        p[1].fd = (active < cfg->concurrency && pause_ms == 0) ? listener : -1;
+        p[1].fd = (active < cfg->concurrency && paused <= 0) ? listener : -1;
         p[1].events = POLLIN;
         p[0].revents = p[1].revents = 0;
         /* the next key rotation bounds the wait, so that new workers get
          * the new key on time */
         rotate_in = tlsctx_rotate_tickets(tls);
-        timeout = pause_ms > 0 ? pause_ms : -1;
+        timeout = paused > 0 ? (int)paused : -1;
         if (rotate_in >= 0 && (timeout < 0 || rotate_in < timeout))
             timeout = (int)(rotate_in > 60000 ? 60000 : rotate_in);
         n = poll(p, 2, timeout);
@@ -325,8 +338,6 @@ int engine_serve(struct engine_config *cfg)
             log_line(LOG_ERROR, "fatal: poll: %s", strerror(errno));
             break;
         }
-        if (n == 0 && pause_ms > 0)
-            pause_ms = 0;
         if (p[0].revents & POLLIN) {
             unsigned char sigs[64];
             ssize_t got = read(signal_pipe[0], sigs, sizeof sigs);

@@ -293,14 +293,17 @@ static int size_too_big(const char *params)
 struct wbuf {
     int fd;
     int failed;
+    int err; /* errno of the failure (ENOSPC on a full disk), for the log */
     size_t len;
     char buf[65536];
 };
 
 static void wflush(struct wbuf *w)
 {
-    if (!w->failed && w->len > 0 && write_all(w->fd, w->buf, w->len) < 0)
+    if (!w->failed && w->len > 0 && write_all(w->fd, w->buf, w->len) < 0) {
         w->failed = 1;
+        w->err = errno;
+    }
     w->len = 0;
 }
 
@@ -328,6 +331,7 @@ __attribute__((format(printf, 2, 3))) static void wformat(struct wbuf *w, const 
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof buf) {
         w->failed = 1;
+        w->err = EOVERFLOW;
         return;
     }
     wput(w, buf, (size_t)n);
@@ -427,6 +431,7 @@ static void do_data(struct session *s)
     }
     w.fd = fd;
     w.failed = 0;
+    w.err = 0;
     w.len = 0;
     write_headers(s, &w);
     reply("354 go ahead, end with <CRLF>.<CRLF>");
@@ -465,14 +470,20 @@ static void do_data(struct session *s)
         wput(&w, "\n", 1);
     }
 
+    /* A full disk shows as a failed write (kept in w.err: the rest of the
+     * message is still read, and those calls may touch errno), or only at
+     * fsync() or close() on file systems that allocate late. */
     wflush(&w);
-    int failed = w.failed;
-    if (!failed && !too_big && !too_long && !bare_lf && fsync(fd) < 0)
+    int failed = w.failed, saved = w.err;
+    if (!failed && !too_big && !too_long && !bare_lf && fsync(fd) < 0) {
         failed = 1;
-    if (close(fd) < 0)
+        saved = errno;
+    }
+    if (close(fd) < 0 && !failed) {
         failed = 1;
+        saved = errno;
+    }
     if (failed || too_big || too_long || bare_lf) {
-        int saved = errno;
         unlink(d.tmp);
         if (too_big)
             reply("552 message exceeds %ld bytes", MSG_MAX);
