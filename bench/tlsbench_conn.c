@@ -79,13 +79,15 @@ static void hs_child(const struct tb_client *c, struct hs_slot *slot, double dea
         if (opt->resume) {
             /* The newest ticket, as a browser would: a TLS 1.3 server may
              * make its tickets single-use. */
-            SSL_SESSION *s = SSL_get1_session(conn.ssl);
-            if (s != NULL && SSL_SESSION_is_resumable(s)) {
+            SSL_SESSION *s = SSL_get1_session(conn.ssl), *copy = NULL;
+            /* a copy: closing a connection that ended without close_notify
+             * (a read timeout) marks its own session not resumable */
+            if (s != NULL && SSL_SESSION_is_resumable(s) &&
+                (copy = SSL_SESSION_dup(s)) != NULL) {
                 SSL_SESSION_free(sess);
-                sess = s;
-            } else {
-                SSL_SESSION_free(s);
+                sess = copy;
             }
+            SSL_SESSION_free(s);
         }
         tb_close(&conn, clean);
         if (priming) {
