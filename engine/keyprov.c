@@ -26,6 +26,7 @@
 
 struct provctx {
     OSSL_LIB_CTX *pubctx; /* default provider only: the public halves */
+    OSSL_PROVIDER *pubdefault; /* loaded in pubctx; unloaded before it is freed */
 };
 
 struct keydata {
@@ -459,6 +460,7 @@ static void prov_teardown(void *provctx)
     struct provctx *p = provctx;
     if (p == NULL)
         return;
+    OSSL_PROVIDER_unload(p->pubdefault);
     OSSL_LIB_CTX_free(p->pubctx);
     free(p);
 }
@@ -479,7 +481,8 @@ static int prov_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     if (p == NULL)
         return 0;
     p->pubctx = OSSL_LIB_CTX_new();
-    if (p->pubctx == NULL || OSSL_PROVIDER_load(p->pubctx, "default") == NULL) {
+    if (p->pubctx == NULL ||
+        (p->pubdefault = OSSL_PROVIDER_load(p->pubctx, "default")) == NULL) {
         prov_teardown(p);
         return 0;
     }
@@ -488,16 +491,26 @@ static int prov_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     return 1;
 }
 
-int keyprov_install(OSSL_LIB_CTX *libctx)
+int keyprov_install(OSSL_LIB_CTX *libctx, OSSL_PROVIDER *loaded[2])
 {
+    loaded[0] = loaded[1] = NULL;
     if (OSSL_PROVIDER_add_builtin(libctx, KEYPROV_NAME, prov_init) != 1 ||
-        OSSL_PROVIDER_load(libctx, KEYPROV_NAME) == NULL ||
-        OSSL_PROVIDER_load(libctx, "default") == NULL)
+        (loaded[0] = OSSL_PROVIDER_load(libctx, KEYPROV_NAME)) == NULL ||
+        (loaded[1] = OSSL_PROVIDER_load(libctx, "default")) == NULL)
         return -1;
     /* Ordinary fetches prefer the default provider; ours is used for our
      * handles because OpenSSL fetches an operation from the key's own
      * provider first. */
     return EVP_set_default_properties(libctx, "?provider!=" KEYPROV_NAME) == 1 ? 0 : -1;
+}
+
+void keyprov_uninstall(OSSL_PROVIDER *loaded[2])
+{
+    /* OSSL_LIB_CTX_free() does not free a provider that is still loaded */
+    for (int i = 1; i >= 0; i--) {
+        OSSL_PROVIDER_unload(loaded[i]);
+        loaded[i] = NULL;
+    }
 }
 
 EVP_PKEY *keyprov_handle_new(OSSL_LIB_CTX *libctx, EVP_PKEY *pub, uint16_t key_id)

@@ -13,9 +13,13 @@
 #define KEYPROV_NAME "ucspitls-keyd"
 
 /* Registers the provider in libctx and loads it beside "default", with a
- * default property query that keeps ordinary fetches off it.  Returns 0 or
- * -1. */
-int keyprov_install(OSSL_LIB_CTX *libctx);
+ * default property query that keeps ordinary fetches off it.  The two
+ * loaded providers go to loaded[] (owned: keyprov_uninstall() them before
+ * libctx is freed, also after a failure).  Returns 0 or -1. */
+int keyprov_install(OSSL_LIB_CTX *libctx, OSSL_PROVIDER *loaded[2]);
+
+/* Unloads what keyprov_install() loaded (NULL entries are skipped). */
+void keyprov_uninstall(OSSL_PROVIDER *loaded[2]);
 
 /* A private-key handle for the public key pub (borrowed; typically the
  * certificate's) whose signatures keyd makes with key key_id.  Returns a

@@ -56,6 +56,7 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
     *channel = -1;
     keyd->pid = -1;
     keyd->ctl = -1;
+    keyd->npool = 0; /* no keyd (bench mode): keyd_stop() must find no pool */
     if (cfg->bench_key_in_worker) {
         log_line(LOG_ERROR, "warning: UCSPITLS_BENCH_KEY_IN_WORKER=1: no keyd, "
                             "the private key is in every worker (benchmarks only)");

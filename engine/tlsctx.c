@@ -38,6 +38,7 @@ struct staple {
 
 struct tls_context {
     OSSL_LIB_CTX *libctx; /* the default provider and keyprov */
+    OSSL_PROVIDER *providers[2]; /* loaded in libctx (keyprov_install) */
     SSL_CTX *ctx;         /* the default; every handshake starts here */
     struct sni_ctx *sni;  /* per-name contexts (SNI) */
     int nsni;
@@ -474,7 +475,7 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
     /* once, as root, before any worker: the kernel may load its tls module */
     t->ktls = relay_ktls_probe();
     t->libctx = OSSL_LIB_CTX_new();
-    if (t->libctx == NULL || keyprov_install(t->libctx) < 0) {
+    if (t->libctx == NULL || keyprov_install(t->libctx, t->providers) < 0) {
         ssl_reason(err, errlen, "unable to set up the key provider", "");
         goto fail;
     }
@@ -640,6 +641,7 @@ void tlsctx_free(struct tls_context *t)
     }
     free(t->staples);
     sk_X509_NAME_pop_free(t->names, X509_NAME_free);
+    keyprov_uninstall(t->providers);
     OSSL_LIB_CTX_free(t->libctx);
     free(t);
 }

@@ -8,6 +8,7 @@
 #include "relay.h"
 
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -87,5 +88,13 @@ void relay_test_set_splice(relay_splice_fn fn);
 /* Makes relay_pump() splice in the given directions whatever the SSL's BIOs
  * say (call after relay_new, before relay_pump). */
 void relay_test_force_ktls(struct relay *r, int tx, int rx);
+
+typedef int (*relay_poll_fn)(struct pollfd *fds, nfds_t n, int timeout_ms,
+                             void *arg);
+
+/* Replaces poll(2) where pump.c waits (handshake, pump loop, linger) for
+ * every relay in the process; fn gets arg back.  The fuzzer's peer and app
+ * act there, in the relay's own thread.  NULL restores poll(2). */
+void relay_test_set_poll(relay_poll_fn fn, void *arg);
 
 #endif

@@ -399,6 +399,37 @@ class Server:
             self.proc.stdout = None
 
 
+# ------------------------------------------------------- sanitizer build
+
+_SANITIZER_REPORT = re.compile(rb"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: "
+                               rb"|ERROR: Can't open file")
+
+
+def sanitizer_reports(tmp, test_id):
+    """Sanitizer build ($UCSPITLS_SANITIZER_REPORTS set, tests/sanitizer): a
+    locked-in worker or keyd writes its report on stderr, i.e. into a log
+    file in tmp.  Copies each such file to that directory (the
+    sanitizer_reports test prints it) and returns one error per file."""
+    out = os.environ.get("UCSPITLS_SANITIZER_REPORTS")
+    errors = []
+    if not out:
+        return errors
+    for top, _, files in os.walk(tmp):
+        for name in files:
+            path = os.path.join(top, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(64 << 20)
+            except OSError:
+                continue
+            if _SANITIZER_REPORT.search(data):
+                os.makedirs(out, exist_ok=True)
+                copy = os.path.join(out, "e2e.%s.%s" % (test_id, name))
+                shutil.copyfile(path, copy)
+                errors.append("sanitizer report in %s (copied to %s)" % (name, copy))
+    return errors
+
+
 # ------------------------------------------------------------- test base
 
 class E2ETest(unittest.TestCase):
@@ -480,6 +511,7 @@ class E2ETest(unittest.TestCase):
             self.assert_no_leftovers()
         except AssertionError as e:
             errors.append(str(e))
+        errors += sanitizer_reports(self.tmp, self.id())
         if os.environ.get("E2E_KEEP"):
             sys.stderr.write("kept %s\n" % self.tmp)
         else:
