@@ -194,17 +194,17 @@ int tb_handshake(const struct tb_client *c)
     rate = (double)done / wall;
     if (opt->resume)
         snprintf(human, sizeof human,
-                 "handshake: %" PRIu64 " connections in %.2f s = %.1f/s with %d processes, "
+                 "handshake: %" PRIu64 " connections in %.2f s = %.1f/s with %d process%s, "
                  "%" PRIu64 " resumed (%.1f%%)%s; %" PRIu64 " failed",
-                 done, wall, rate, n, resumed, done ? 100.0 * (double)resumed / (double)done : 0,
+                 done, wall, rate, n, n == 1 ? "" : "es", resumed, done ? 100.0 * (double)resumed / (double)done : 0,
                  resumed == 0 ? ": the server resumed no session, these were full handshakes"
                               : "",
                  errors);
     else
         snprintf(human, sizeof human,
-                 "handshake: %" PRIu64 " full handshakes in %.2f s = %.1f/s with %d processes; "
+                 "handshake: %" PRIu64 " full handshakes in %.2f s = %.1f/s with %d process%s; "
                  "%" PRIu64 " failed",
-                 done, wall, rate, n, errors);
+                 done, wall, rate, n, n == 1 ? "" : "es", errors);
     snprintf(machine, sizeof machine,
              "mode=handshake resume=%s procs=%d seconds=%.3f connections=%" PRIu64
              " rate_per_sec=%.2f resumed=%" PRIu64 " resumed_fraction=%.4f errors=%" PRIu64,

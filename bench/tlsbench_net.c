@@ -151,6 +151,10 @@ int tb_client_init(struct tb_client *c, const struct tb_options *opt, int *code,
         goto fail;
     }
     if (opt->cafile) {
+        if (access(opt->cafile, R_OK) != 0) {
+            snprintf(err, errlen, "--cafile %s: %s", opt->cafile, strerror(errno));
+            goto fail;
+        }
         if (SSL_CTX_load_verify_locations(c->ctx, opt->cafile, NULL) != 1) {
             tb_ssl_reason(NULL, 0, opt->cafile, err, errlen);
             goto fail;

@@ -232,8 +232,26 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
             errno == ENOMEM) {
             /* Out of fds or memory: stop accepting briefly rather than
-             * spin; waiting clients stay in the backlog. */
-            log_line(LOG_ERROR, "unable to accept: %s", strerror(errno));
+             * spin; waiting clients stay in the backlog.  The condition
+             * can last: said once a second at most. */
+            static long long last_said = -1000000;
+            static unsigned long unsaid;
+            struct timespec ts;
+            long long now;
+
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            if (now - last_said >= 1000) {
+                if (unsaid > 0)
+                    log_line(LOG_ERROR, "unable to accept: %s (%lu more times since the last report)",
+                             strerror(errno), unsaid);
+                else
+                    log_line(LOG_ERROR, "unable to accept: %s", strerror(errno));
+                last_said = now;
+                unsaid = 0;
+            } else {
+                unsaid++;
+            }
             *pause_ms = 100;
         }
         return;

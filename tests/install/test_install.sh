@@ -9,8 +9,9 @@ prefix=$(mktemp -d /tmp/ucspitls-install.XXXXXX)
 trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null; wait $pid 2>/dev/null; fi; rm -rf "$prefix"' EXIT
 pid=
 cmake --install "$build" --prefix "$prefix" > "$prefix/install.log"
-for f in bin/tlsserver bin/tlsd include/ucspitls/engine.h include/ucspitls_app.h \
-         share/man/man1/tlsserver.1 share/man/man3/ucspitls.3 share/man/man7/ucspi-tls.7; do
+for f in bin/tlsserver bin/tlsd bin/tlsbench include/ucspitls/engine.h include/ucspitls_app.h \
+         share/man/man1/tlsserver.1 share/man/man1/tlsd.1 share/man/man1/tlsbench.1 \
+         share/man/man3/ucspitls.3 share/man/man7/ucspi-tls.7; do
     [ -e "$prefix/$f" ] || { echo "not installed: $f"; exit 1; }
 done
 lib=$(ls -d "$prefix"/lib*/ | head -1)
