@@ -531,6 +531,13 @@ static int locked_in(enum sandbox_role role, void (*fn)(void), long *last)
     }
     if (pid < 0 || waitpid(pid, &status, 0) != pid)
         return -1;
+    /* the app's SIGCHLD can reach the traced child before its SIGSTOP:
+     * deliver it and wait for the SIGSTOP */
+    while (WIFSTOPPED(status) && WSTOPSIG(status) != SIGSTOP) {
+        if (ptrace(PTRACE_CONT, pid, NULL, (void *)(long)WSTOPSIG(status)) < 0 ||
+            waitpid(pid, &status, 0) != pid)
+            return -1;
+    }
     if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGSTOP)
         return follow(pid, last);
     return status;
