@@ -46,13 +46,6 @@ struct worker {
     long long started_ms;
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0) {
@@ -176,14 +169,14 @@ static int read_proxy_header(struct worker *w)
     struct proxy_header h;
     const char *why = NULL;
     size_t len = 0;
-    long long deadline = now_ms() + (w->cfg->handshake_timeout_ms > 0
+    long long deadline = util_now_ms() + (w->cfg->handshake_timeout_ms > 0
                                          ? w->cfg->handshake_timeout_ms : 26000);
     int rc;
 
     while ((rc = proxy_parse(buf, len, &h, &why)) == PROXY_NEED_MORE) {
         struct pollfd p = {.fd = w->net_rfd, .events = POLLIN, .revents = 0};
         size_t want = proxy_read_size(buf, len);
-        long long left = deadline - now_ms();
+        long long left = deadline - util_now_ms();
         ssize_t n;
 
         if (want > sizeof buf - len)
@@ -258,7 +251,7 @@ static int handshake(struct worker *w)
                  alpn_len > 0 ? (int)alpn_len : 1, alpn_len > 0 ? (const char *)alpn : "-",
                  client_cn(w, cn, sizeof cn),
                  SSL_session_reused(w->ssl) ? "resumed" : "full",
-                 now_ms() - w->started_ms);
+                 util_now_ms() - w->started_ms);
     }
     return 0;
 }
@@ -338,7 +331,7 @@ static int run_delayed(struct worker *w)
         w->net_wfd = -1;
         return reap_app(w);
     }
-    w->started_ms = now_ms();
+    w->started_ms = util_now_ms();
     if (handshake(w) < 0) {
         /* ctl EOF with no data, both pipes closed; the app is not killed. */
         close_fd(&w->ctl);
@@ -394,7 +387,7 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
         .cfg = cfg, .net_rfd = net_rfd, .net_wfd = net_wfd, .app = -1,
         .ctl = -1, .gate = -1, .relay = NULL, .ssl = NULL, .addr = addr,
         .from_app_fd = -1, .to_app_fd = -1,
-        .started_ms = now_ms(),
+        .started_ms = util_now_ms(),
     };
     int down[2] = {-1, -1}, up[2] = {-1, -1}, gate[2] = {-1, -1};
     int ctl[2] = {-1, -1};

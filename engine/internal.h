@@ -244,5 +244,7 @@ int engine_reload(struct engine_config **cfg, const struct engine_config *origin
 int util_parse_uint(const char *s, unsigned long max, unsigned long *out);
 /* Closes every fd but keep[0..n) (sorted in place; -1 entries ignored). */
 void util_close_all_but(int *keep, int n);
+/* Milliseconds of CLOCK_MONOTONIC. */
+long long util_now_ms(void);
 
 #endif

@@ -24,17 +24,13 @@
 #define PARAM_PUB_DER "ucspitls-pub-der"
 #define PARAM_KEY_ID "ucspitls-key-id"
 
-struct provctx {
-    /* where the public halves live: OpenSSL's default library context,
-     * which never has this provider (it is added to the engine's own
-     * context only), so that using a public key cannot come back here.
-     * A context of its own cost every tlsd connection ~2 ms of provider
-     * set-up for nothing. */
-    OSSL_LIB_CTX *pubctx;
-};
+/* Where the public halves of keyd's keys live: OpenSSL's default library
+ * context, which never has this provider (it is added to the engine's own
+ * context only), so that using a public key cannot come back here.  (A
+ * context of its own cost every tlsd connection ~2 ms of provider set-up.) */
+#define PUBCTX NULL
 
 struct keydata {
-    struct provctx *prov;
     EVP_PKEY *pub;   /* public key (owned) */
     int has_handle;  /* a keyd key id is attached: signing is possible */
     uint16_t key_id;
@@ -116,10 +112,8 @@ static int keyd_sign(uint16_t key_id, uint8_t scheme, const unsigned char *tbs,
 
 static void *km_new(void *provctx)
 {
-    struct keydata *k = calloc(1, sizeof *k);
-    if (k != NULL)
-        k->prov = provctx;
-    return k;
+    (void)provctx;
+    return calloc(1, sizeof(struct keydata));
 }
 
 static void km_free(void *keydata)
@@ -184,7 +178,7 @@ static int km_import(struct keydata *k, int selection, const OSSL_PARAM params[]
         if (der->data_type != OSSL_PARAM_OCTET_STRING || id == NULL ||
             !OSSL_PARAM_get_uint(id, &key_id) || key_id > 0xffff)
             return 0;
-        k->pub = d2i_PUBKEY_ex(NULL, &p, (long)der->data_size, k->prov->pubctx, NULL);
+        k->pub = d2i_PUBKEY_ex(NULL, &p, (long)der->data_size, PUBCTX, NULL);
         if (k->pub == NULL || !EVP_PKEY_is_a(k->pub, type))
             return 0;
         k->key_id = (uint16_t)key_id;
@@ -193,7 +187,7 @@ static int km_import(struct keydata *k, int selection, const OSSL_PARAM params[]
         EVP_PKEY_CTX *c;
         if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY)
             selection &= ~OSSL_KEYMGMT_SELECT_PRIVATE_KEY; /* never held here */
-        c = EVP_PKEY_CTX_new_from_name(k->prov->pubctx, type, NULL);
+        c = EVP_PKEY_CTX_new_from_name(PUBCTX, type, NULL);
         if (c == NULL || EVP_PKEY_fromdata_init(c) != 1 ||
             EVP_PKEY_fromdata(c, &k->pub, selection, (OSSL_PARAM *)params) != 1) {
             EVP_PKEY_CTX_free(c);
@@ -261,7 +255,6 @@ KEYMGMT_TABLE(KEYMGMT_ED25519, km_import_ed, km_opname_ed);
 /* ---- signature ---- */
 
 struct sigctx {
-    struct provctx *prov;
     struct keydata *key; /* borrowed: the EVP_PKEY_CTX holds the key */
     const char *md;      /* "SHA256", "SHA384", "SHA512" or NULL */
     int pss;
@@ -269,11 +262,9 @@ struct sigctx {
 
 static void *sig_newctx(void *provctx, const char *propq)
 {
-    struct sigctx *s = calloc(1, sizeof *s);
+    (void)provctx;
     (void)propq;
-    if (s != NULL)
-        s->prov = provctx;
-    return s;
+    return calloc(1, sizeof(struct sigctx));
 }
 
 static void sig_freectx(void *ctx)
@@ -291,7 +282,7 @@ static void *sig_dupctx(void *ctx)
 
 /* The digests keyd signs with; anything else (SHA-1, MD5-SHA1) is refused
  * here, so OpenSSL does not offer it to the peer. */
-static const char *normal_digest(struct provctx *prov, const char *name)
+static const char *normal_digest(const char *name)
 {
     static const char *const ok[] = {"SHA256", "SHA384", "SHA512"};
     EVP_MD *md;
@@ -299,7 +290,7 @@ static const char *normal_digest(struct provctx *prov, const char *name)
 
     if (name == NULL || *name == '\0')
         return NULL;
-    md = EVP_MD_fetch(prov->pubctx, name, NULL);
+    md = EVP_MD_fetch(PUBCTX, name, NULL);
     for (size_t i = 0; md != NULL && i < sizeof ok / sizeof ok[0]; i++)
         if (EVP_MD_is_a(md, ok[i]))
             found = ok[i];
@@ -317,7 +308,7 @@ static int sig_set_ctx_params(void *ctx, const OSSL_PARAM params[])
     if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST)) != NULL) {
         const char *name = NULL;
         if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) ||
-            (s->md = normal_digest(s->prov, name)) == NULL)
+            (s->md = normal_digest(name)) == NULL)
             return 0;
     }
     if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PAD_MODE)) != NULL) {
@@ -346,7 +337,7 @@ static int sig_set_ctx_params(void *ctx, const OSSL_PARAM params[])
     if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST)) != NULL) {
         const char *name = NULL;
         if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) || s->md == NULL ||
-            normal_digest(s->prov, name) != s->md)
+            normal_digest(name) != s->md)
             return 0;
     }
     return 1;
@@ -380,7 +371,7 @@ static int sig_digest_sign_init(void *ctx, const char *mdname, void *provkey,
     if (k->kind == KEYD_KIND_ED25519) {
         if (mdname != NULL && *mdname != '\0')
             return 0; /* Ed25519 hashes internally */
-    } else if ((s->md = normal_digest(s->prov, mdname)) == NULL) {
+    } else if ((s->md = normal_digest(mdname)) == NULL) {
         return 0;
     }
     return sig_set_ctx_params(s, params);
@@ -459,32 +450,20 @@ static const OSSL_ALGORITHM *prov_query(void *provctx, int op, int *no_store)
     return NULL;
 }
 
-static void prov_teardown(void *provctx)
-{
-    struct provctx *p = provctx;
-    if (p == NULL)
-        return;
-    free(p);
-}
-
 static const OSSL_DISPATCH PROVIDER[] = {
     {OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))prov_query},
-    {OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))prov_teardown},
     {0, NULL},
 };
 
 static int prov_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
                      const OSSL_DISPATCH **out, void **provctx)
 {
-    struct provctx *p = calloc(1, sizeof *p);
+    static char context; /* the provider keeps no state: any non-NULL value */
 
     (void)handle;
     (void)in;
-    if (p == NULL)
-        return 0;
-    p->pubctx = NULL; /* the default context */
     *out = PROVIDER;
-    *provctx = p;
+    *provctx = &context;
     return 1;
 }
 
@@ -505,7 +484,8 @@ void keyprov_uninstall(OSSL_PROVIDER *loaded[2])
 {
     /* OSSL_LIB_CTX_free() does not free a provider that is still loaded */
     for (int i = 1; i >= 0; i--) {
-        OSSL_PROVIDER_unload(loaded[i]);
+        if (loaded[i] != NULL)
+            OSSL_PROVIDER_unload(loaded[i]);
         loaded[i] = NULL;
     }
 }

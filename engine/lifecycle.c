@@ -144,7 +144,7 @@ int engine_reload(struct engine_config **cfg, const struct engine_config *origin
     if (nt == NULL)
         goto fail;
     tlsctx_inherit_tickets(nt, *tls);
-    engine_warm_up(nc, nt, nc->bench_key_in_worker ? NULL : &nk);
+    engine_warm_up(nc, nt, &nk);
     if (keyd->pid > 0)
         retire(keyd);
     *keyd = nk;

@@ -236,11 +236,8 @@ static void accept_one(const struct engine_config *cfg, struct tls_context *tls,
              * can last: said once a second at most. */
             static long long last_said = -1000000;
             static unsigned long unsaid;
-            struct timespec ts;
-            long long now;
+            long long now = util_now_ms();
 
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
             if (now - last_said >= 1000) {
                 if (unsaid > 0)
                     log_line(LOG_ERROR, "unable to accept: %s (%lu more times since the last report)",
@@ -324,15 +321,12 @@ int engine_serve(struct engine_config *cfg)
     log_line(LOG_INFO, "status: 0/%d", cfg->concurrency);
     for (;;) {
         struct pollfd p[2];
-        struct timespec ts;
-        long long rotate_in, now, paused;
+        long long rotate_in, now = util_now_ms(), paused;
         int n, timeout;
 
         /* A pause (after EMFILE and the like) ends at a fixed time: the
          * SIGCHLDs of ending workers wake poll() early and must not
          * start it again. */
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         if (pause_ms > 0) {
             pause_until = now + pause_ms;
             pause_ms = 0;

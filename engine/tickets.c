@@ -1,5 +1,6 @@
 /* Session-ticket keys (see tickets.h). */
 #include "tickets.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <openssl/core_names.h>
@@ -8,13 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int random_key(struct ticket_key *k)
 {
@@ -32,13 +26,13 @@ int tickets_init_random(struct tickets *t, long lifetime)
     if (random_key(&t->keys[0]) < 0)
         return -1;
     t->n = 1;
-    t->next_rotate = now_ms() + lifetime * 1000 / 4;
+    t->next_rotate = util_now_ms() + lifetime * 1000 / 4;
     return 0;
 }
 
 long long tickets_rotate_if_due(struct tickets *t)
 {
-    long long now = now_ms();
+    long long now = util_now_ms();
     struct ticket_key k;
 
     if (t->next_rotate == 0)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Strict decimal: digits only, no sign, no spaces, no overflow, <= max. */
@@ -41,4 +42,11 @@ void util_close_all_but(int *keep, int n)
         lo = keep[i] + 1;
     }
     close_range((unsigned)lo, ~0U, 0);
+}
+
+long long util_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
