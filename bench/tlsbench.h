@@ -93,6 +93,12 @@ void tb_close(struct tb_conn *conn, int send_close_notify);
  * ("QUIT\r\n", "a002 LOGOUT\r\n"), or NULL without STARTTLS. */
 const char *tb_starttls_quit(enum tb_starttls proto);
 
+/* The plaintext part of --starttls on a connected socket: the server's
+ * greeting, our command(s), its go-ahead, and nothing more from it; the
+ * whole dialog bounded by timeout_ms.  0, or -1 with the reason (quoting
+ * the server).  fuzz/fuzz_starttls.c drives it with hostile replies. */
+int tb_starttls(enum tb_starttls proto, int fd, int timeout_ms, char *err, size_t errlen);
+
 /* The name of a --starttls protocol ("smtp", ...; "none"). */
 const char *tb_starttls_name(enum tb_starttls proto);
 

@@ -541,7 +541,7 @@ static int imap_starttls(struct plain *p, char *err, size_t errlen)
     return -1;
 }
 
-static int starttls(const struct tb_client *c, int fd, char *err, size_t errlen)
+int tb_starttls(enum tb_starttls proto, int fd, int timeout_ms, char *err, size_t errlen)
 {
     struct plain *p = malloc(sizeof *p);
     int rc;
@@ -551,8 +551,8 @@ static int starttls(const struct tb_client *c, int fd, char *err, size_t errlen)
         return -1;
     }
     p->fd = fd;
-    p->proto = c->opt->starttls;
-    p->deadline = tb_now() + c->opt->timeout_ms / 1000.0;
+    p->proto = proto;
+    p->deadline = tb_now() + timeout_ms / 1000.0;
     p->off = p->len = 0;
     switch (p->proto) {
     case TB_STARTTLS_SMTP: rc = smtp_starttls(p, err, errlen); break;
@@ -562,6 +562,11 @@ static int starttls(const struct tb_client *c, int fd, char *err, size_t errlen)
     }
     free(p);
     return rc;
+}
+
+static int starttls(const struct tb_client *c, int fd, char *err, size_t errlen)
+{
+    return tb_starttls(c->opt->starttls, fd, c->opt->timeout_ms, err, errlen);
 }
 
 int tb_open(const struct tb_client *c, SSL_SESSION *sess, struct tb_conn *conn,
