@@ -15,6 +15,9 @@
 /* Big enough for several full 16 KiB records per pipe write. */
 #define RELAY_BUF 65536
 #define TLS_RECORD 16384
+/* The record buffer under SSL (outbuf.c): a pass's records, up to four
+ * full ones with any cipher's overhead. */
+#define RELAY_OUT_BUF (4 * (TLS_RECORD + 512))
 
 /* What a direction waits for before it can move again.  WANT_NONE on the
  * app -> peer side means "the app's pipe" (the usual wait); on the
@@ -48,6 +51,8 @@ struct relay {
     int ktls_tx, ktls_rx;  /* this connection's directions that splice */
     int ktls_forced;       /* tests: ktls_tx/rx set by relay_test_force_ktls */
     int rx_retry;          /* an SSL_read wants calling again before any splice */
+    int outbuf;            /* records go through outbuf.c (no kTLS send) */
+    int out_want;          /* WANT_NET_WRITE: buffered records wait for the socket */
 };
 
 /* pump.c: peer -> app through SSL_read into the down buffer.  With
@@ -58,6 +63,17 @@ struct relay {
 int relay_down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
                     int pending_only, int first_read, char *err,
                     size_t errlen);
+
+/* outbuf.c: pushes the record buffer onto SSL's write BIO, so that what
+ * OpenSSL writes during a pump pass leaves in one send.  It takes a write
+ * whole or not at all (retry), and its flush always succeeds, as a
+ * non-blocking socket would; relay_outbuf_flush sends.  Returns 0 if it
+ * could not be made (records then go straight to the socket). */
+int relay_outbuf_push(SSL *ssl);
+
+/* outbuf.c: sends what the buffer holds: 1 if all went (or there is no
+ * buffer), 0 if the socket is full, -1 on a socket error (errno). */
+int relay_outbuf_flush(SSL *ssl);
 
 /* pump.c: closes *fd if open and sets it to -1. */
 void relay_close_fd(int *fd);

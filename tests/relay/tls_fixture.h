@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static long long now_ms(void)
+static inline long long now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -24,7 +24,7 @@ static long long now_ms(void)
 
 static SSL_CTX *server_ctx, *client_ctx;
 
-static void make_contexts(void)
+static inline void make_contexts(void)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *x = X509_new();
@@ -51,8 +51,8 @@ static void make_contexts(void)
 }
 
 /* Deterministic stream and its checksum (FNV-1a 64). */
-static unsigned char stream_byte(uint64_t i) { return (unsigned char)((i * 2654435761u) >> 13); }
-static uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
+static inline unsigned char stream_byte(uint64_t i) { return (unsigned char)((i * 2654435761u) >> 13); }
+static inline uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 1099511628211ULL;
@@ -60,7 +60,7 @@ static uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
 }
 #define FNV_INIT 1469598103934665603ULL
 
-static uint64_t expected_sum(size_t n)
+static inline uint64_t expected_sum(size_t n)
 {
     static unsigned char buf[65536];
     uint64_t h = FNV_INIT;
@@ -74,7 +74,7 @@ static uint64_t expected_sum(size_t n)
     return h;
 }
 
-static int write_full(int fd, const void *p, size_t n)
+static inline int write_full(int fd, const void *p, size_t n)
 {
     const unsigned char *b = p;
     while (n > 0) {
