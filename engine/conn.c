@@ -11,6 +11,9 @@
 #include "sandbox.h"
 
 #include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <openssl/x509v3.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -18,6 +21,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -26,6 +30,12 @@
 
 /* The Y reply: the session variables with room to spare. */
 #define Y_REPLY_MAX 16384
+/* settle(): the stack kept below its frame for the pump's calls (OpenSSL's
+ * record layer and the pump's own frames need well under this), and how
+ * far below that is given back (more than the handshake can have used). */
+#define SETTLE_STACK_KEEP (16 * 1024)
+#define SETTLE_STACK_SPAN (512 * 1024)
+#define SETTLE_PAGE 4096
 /* Pipes between worker and app: several records in flight per direction. */
 #define PIPE_SIZE (1024 * 1024)
 /* fds the locked-in worker may hold: 0-2, socket, 2 pipes, ctl, a spare */
@@ -256,11 +266,32 @@ static int handshake(struct worker *w)
     return 0;
 }
 
+/* Between the handshake and the pump, which may idle for hours: give back
+ * what only the handshake needed.  The heap's free pages go back to the
+ * kernel (malloc_trim), and so does the stack below this frame, which the
+ * handshake used (OpenSSL runs deep) and the pump will not: those pages
+ * would otherwise stay private to every idle worker.  Both are only a
+ * hint: anything touched again comes back as zero-filled pages. */
+static void settle(void)
+{
+    unsigned char *sp = __builtin_frame_address(0);
+    uintptr_t top = ((uintptr_t)sp - SETTLE_STACK_KEEP) & ~(uintptr_t)(SETTLE_PAGE - 1);
+
+    malloc_trim(0);
+    /* below the stack's lowest page is its guard gap: madvise skips what
+     * is not mapped (and says ENOMEM, which does not matter here) */
+    if (top > SETTLE_STACK_SPAN)
+        (void)madvise((void *)(top - SETTLE_STACK_SPAN), SETTLE_STACK_SPAN, MADV_DONTNEED);
+}
+
 static void pump(struct worker *w)
 {
     struct relay_stats st;
     char err[256] = "";
-    int rc = relay_pump(w->relay, w->ssl, &st, err, sizeof err);
+    int rc;
+
+    settle();
+    rc = relay_pump(w->relay, w->ssl, &st, err, sizeof err);
 
     if (rc != RELAY_DONE)
         log_line(LOG_ERROR, "tls %d ended: %s", (int)getpid(), err);
@@ -271,11 +302,29 @@ static void pump(struct worker *w)
              st.ktls_rx ? " ktls-rx" : "");
 }
 
+/* Sends the handshake's variables (and extra ones) to the app on fd: the
+ * gate in immediate mode, the control socket after 'Y'.  The block is on
+ * the heap, not the stack, so that its pages go back in settle().  0, or
+ * -1 if they cannot be encoded or sent. */
+static int send_vars(struct worker *w, int fd, const struct ucspitls_var *extra,
+                     size_t nextra)
+{
+    char *block = malloc(Y_REPLY_MAX);
+    int len = block == NULL ? -1
+                            : session_vars_encode(w->ssl, w->cfg->client_cert_pem, extra,
+                                                  nextra, block, Y_REPLY_MAX);
+    int rc = len < 0 || write_all(fd, block, (size_t)len) < 0 ? -1 : 0;
+
+    if (len > 0)
+        OPENSSL_cleanse(block, (size_t)len);
+    free(block);
+    return rc;
+}
+
 /* Immediate TLS: handshake, then let the app start. */
 static int run_immediate(struct worker *w)
 {
-    char block[Y_REPLY_MAX];
-    int len;
+    int rc;
 
     if (handshake(w) < 0) {
         close_fd(&w->gate); /* empty gate: the app child exits unstarted */
@@ -287,10 +336,9 @@ static int run_immediate(struct worker *w)
     {
         struct ucspitls_var addr[ADDR_VARS_MAX];
         size_t n = proxy_vars(w, addr);
-        len = session_vars_encode(w->ssl, w->cfg->client_cert_pem, addr, n, block,
-                                  sizeof block);
+        rc = send_vars(w, w->gate, addr, n);
     }
-    if (len < 0 || write_all(w->gate, block, (size_t)len) < 0) {
+    if (rc < 0) {
         log_line(LOG_ERROR, "tls %d unable to start the app", (int)getpid());
         close_fd(&w->gate);
         relay_free(w->relay);
@@ -340,10 +388,7 @@ static int run_delayed(struct worker *w)
         return reap_app(w);
     }
     if (cmd == 'Y') {
-        char block[Y_REPLY_MAX];
-        int len = session_vars_encode(w->ssl, w->cfg->client_cert_pem, NULL, 0, block,
-                                      sizeof block);
-        if (len < 0 || write_all(w->ctl, block, (size_t)len) < 0) {
+        if (send_vars(w, w->ctl, NULL, 0) < 0) {
             /* The app would read an empty reply as a failed handshake and
              * drop the pipes: end the connection the same way here. */
             log_line(LOG_ERROR, "tls %d unable to send the Y reply", (int)getpid());

@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_VARS 64 /* UCSPITLS_VARS_MAX: what apps accept */
@@ -176,36 +177,42 @@ static void put_client_pem(struct collect *b, SSL *ssl)
 int session_vars_encode(SSL *ssl, int with_pem, const struct ucspitls_var *extra,
                         size_t nextra, char *buf, size_t cap)
 {
-    static struct collect b; /* big: kept off the worker's stack */
+    struct collect *b;
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
     SSL_SESSION *sess = SSL_get_session(ssl);
     X509 *cert = SSL_get_certificate(ssl);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     char num[32], hex[2 * SSL_MAX_SSL_SESSION_ID_LENGTH + 1];
-    int alg = 0, use;
+    int alg = 0, use, rc;
 
     size_t len = 0;
 
-    memset(&b, 0, sizeof b);
-    put(&b, "SSL_PROTOCOL", SSL_get_version(ssl));
-    put(&b, "SSL_CIPHER", c ? SSL_CIPHER_get_name(c) : NULL);
-    put_client(&b, ssl, 1);
+    /* On the heap, and touched only as far as used: a static or stack copy
+     * would keep 14 KiB dirty for the connection's life (the worker
+     * returns freed heap pages after this; see conn.c settle()). */
+    if ((b = malloc(sizeof *b)) == NULL)
+        return -1;
+    b->n = b->used = 0;
+    b->overflow = 0;
+    put(b, "SSL_PROTOCOL", SSL_get_version(ssl));
+    put(b, "SSL_CIPHER", c ? SSL_CIPHER_get_name(c) : NULL);
+    put_client(b, ssl, 1);
     use = c ? SSL_CIPHER_get_bits(c, &alg) : 0;
     snprintf(num, sizeof num, "%d", use);
-    put(&b, "SSL_CIPHER_USEKEYSIZE", num);
+    put(b, "SSL_CIPHER_USEKEYSIZE", num);
     snprintf(num, sizeof num, "%d", alg);
-    put(&b, "SSL_CIPHER_ALGKEYSIZE", num);
+    put(b, "SSL_CIPHER_ALGKEYSIZE", num);
     if (sess != NULL) {
         unsigned int idlen = 0;
         const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
         for (unsigned int i = 0; i < idlen && i < SSL_MAX_SSL_SESSION_ID_LENGTH; i++)
             snprintf(hex + 2 * i, 3, "%02X", id[i]);
         hex[2 * (idlen < SSL_MAX_SSL_SESSION_ID_LENGTH ? idlen : SSL_MAX_SSL_SESSION_ID_LENGTH)] = '\0';
-        put(&b, "SSL_SESSION_ID", hex);
+        put(b, "SSL_SESSION_ID", hex);
     }
-    put(&b, "SSL_SESSION_RESUMED", SSL_session_reused(ssl) ? "Resumed" : "Initial");
+    put(b, "SSL_SESSION_RESUMED", SSL_session_reused(ssl) ? "Resumed" : "Initial");
     if (sni != NULL && session_host_name_ok(sni))
-        put(&b, "SSL_TLS_SNI_SERVERNAME", sni);
+        put(b, "SSL_TLS_SNI_SERVERNAME", sni);
     {
         const unsigned char *alpn = NULL;
         unsigned int alpn_len = 0;
@@ -214,26 +221,24 @@ int session_vars_encode(SSL *ssl, int with_pem, const struct ucspitls_var *extra
         if (alpn_len > 0 && alpn_len < sizeof proto) {
             memcpy(proto, alpn, alpn_len); /* one of our own --alpn names */
             proto[alpn_len] = '\0';
-            put(&b, "SSL_ALPN_PROTOCOL", proto);
+            put(b, "SSL_ALPN_PROTOCOL", proto);
         }
     }
-    put(&b, "SSL_VERSION_INTERFACE", ENGINE_VERSION);
-    put(&b, "SSL_VERSION_LIBRARY", OpenSSL_version(OPENSSL_VERSION));
+    put(b, "SSL_VERSION_INTERFACE", ENGINE_VERSION);
+    put(b, "SSL_VERSION_LIBRARY", OpenSSL_version(OPENSSL_VERSION));
     if (cert != NULL) {
-        put_cn(&b, "SSL_SERVER_S_DN_CN", X509_get_subject_name(cert));
-        put_name(&b, "SSL_SERVER_S_DN", X509_get_subject_name(cert));
-        put_name(&b, "SSL_SERVER_I_DN", X509_get_issuer_name(cert));
+        put_cn(b, "SSL_SERVER_S_DN_CN", X509_get_subject_name(cert));
+        put_name(b, "SSL_SERVER_S_DN", X509_get_subject_name(cert));
+        put_name(b, "SSL_SERVER_I_DN", X509_get_issuer_name(cert));
     }
-    put_client(&b, ssl, 0);
+    put_client(b, ssl, 0);
     for (size_t i = 0; i < nextra; i++)
-        put(&b, extra[i].name, extra[i].value);
+        put(b, extra[i].name, extra[i].value);
     if (with_pem)
-        put_client_pem(&b, ssl);
-    if (b.overflow ||
-        ucspitls_vars_encode(b.v, b.n, buf, cap, &len) != 0) {
-        OPENSSL_cleanse(&b, sizeof b);
-        return -1;
-    }
-    OPENSSL_cleanse(&b, sizeof b);
-    return (int)len;
+        put_client_pem(b, ssl);
+    rc = b->overflow || ucspitls_vars_encode(b->v, b->n, buf, cap, &len) != 0 ? -1 : (int)len;
+    OPENSSL_cleanse(b->arena, b->used);
+    OPENSSL_cleanse(b->v, b->n * sizeof b->v[0]);
+    free(b);
+    return rc;
 }
