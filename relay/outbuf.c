@@ -139,11 +139,27 @@ int relay_outbuf_push(SSL *ssl)
     return 1;
 }
 
-int relay_outbuf_flush(SSL *ssl)
+/* SSL's write BIO if it is our buffer, else NULL. */
+static BIO *ours(SSL *ssl)
 {
     BIO *b = SSL_get_wbio(ssl);
 
-    if (b == NULL || method == NULL || BIO_method_type(b) != method_type)
-        return 1;
-    return drain(b, BIO_get_data(b));
+    return b != NULL && method != NULL && BIO_method_type(b) == method_type ? b : NULL;
+}
+
+int relay_outbuf_flush(SSL *ssl)
+{
+    BIO *b = ours(ssl);
+
+    return b == NULL ? 1 : drain(b, BIO_get_data(b));
+}
+
+void relay_outbuf_discard(SSL *ssl)
+{
+    BIO *b = ours(ssl);
+
+    if (b != NULL) {
+        struct outbuf *o = BIO_get_data(b);
+        o->off = o->len = 0;
+    }
 }

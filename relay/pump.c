@@ -348,6 +348,15 @@ static int flush_out(struct relay *r, SSL *ssl, char *err, size_t errlen)
         return 1;
     errno = 0;
     rc = relay_outbuf_flush(ssl);
+    if (rc < 0 && (r->truncated || (r->cfg.tcp_half_close && r->up.done))) {
+        /* Our side has ended (FIN sent, or the SSL is dead after a bare
+         * EOF under -J): what OpenSSL still wrote, an alert or the answer
+         * to a KeyUpdate, cannot reach the peer.  As when OpenSSL wrote to
+         * the socket itself, that is not the relay's failure: dropped
+         * (found by fuzz/fuzz_pump.c). */
+        relay_outbuf_discard(ssl);
+        return 1;
+    }
     if (rc < 0) {
         snprintf(err, errlen, "writing to peer: %s", strerror(errno));
         return RELAY_ERR_IO;

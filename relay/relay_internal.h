@@ -75,6 +75,9 @@ int relay_outbuf_push(SSL *ssl);
  * buffer), 0 if the socket is full, -1 on a socket error (errno). */
 int relay_outbuf_flush(SSL *ssl);
 
+/* outbuf.c: drops what the buffer holds (it can no longer be sent). */
+void relay_outbuf_discard(SSL *ssl);
+
 /* pump.c: closes *fd if open and sets it to -1. */
 void relay_close_fd(int *fd);
 
