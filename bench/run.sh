@@ -477,7 +477,7 @@ measure_memory() { # SERVER
     fi
     parse_kv "$(grep '^mode=' "$W/hold-$s.out")"
     opened=${KV[connections]}
-    sleep 1 # let the last applications start and settle
+    sleep 1.5 # the last applications start, every worker idles past RELAY_IDLE_MS
     after=($(mem_snapshot "$s"))
     kill -TERM -- "-$hold_pid" 2>/dev/null
     wait "$hold_pid" 2>/dev/null

@@ -266,17 +266,20 @@ static int handshake(struct worker *w)
     return 0;
 }
 
-/* Between the handshake and the pump, which may idle for hours: give back
- * what only the handshake needed.  The heap's free pages go back to the
- * kernel (malloc_trim), and so does the stack below this frame, which the
- * handshake used (OpenSSL runs deep) and the pump will not: those pages
- * would otherwise stay private to every idle worker.  Both are only a
- * hint: anything touched again comes back as zero-filled pages. */
-static void settle(void)
+/* The pump has been idle for RELAY_IDLE_MS (a connection that may idle
+ * for hours): give back what only the handshake and earlier traffic
+ * needed.  The heap's free pages go back to the kernel (malloc_trim), and
+ * so does the stack below this frame, which the handshake used (OpenSSL
+ * runs deep) and an idle pump does not: those pages would otherwise stay
+ * private to every idle worker.  Both are only a hint: anything touched
+ * again comes back as zero-filled pages.  Short connections never get
+ * here, so they pay nothing for it. */
+static void settle(void *unused)
 {
     unsigned char *sp = __builtin_frame_address(0);
     uintptr_t top = ((uintptr_t)sp - SETTLE_STACK_KEEP) & ~(uintptr_t)(SETTLE_PAGE - 1);
 
+    (void)unused;
     malloc_trim(0);
     /* below the stack's lowest page is its guard gap: madvise skips what
      * is not mapped (and says ENOMEM, which does not matter here) */
@@ -288,10 +291,7 @@ static void pump(struct worker *w)
 {
     struct relay_stats st;
     char err[256] = "";
-    int rc;
-
-    settle();
-    rc = relay_pump(w->relay, w->ssl, &st, err, sizeof err);
+    int rc = relay_pump(w->relay, w->ssl, &st, err, sizeof err);
 
     if (rc != RELAY_DONE)
         log_line(LOG_ERROR, "tls %d ended: %s", (int)getpid(), err);
@@ -497,6 +497,7 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
         .tcp_half_close = cfg->tcp_half_close,
         .ktls = tlsctx_ktls(tls),
         .idle_timeout_ms = cfg->idle_timeout_ms,
+        .on_idle = settle,
     };
     w.relay = relay_new(&rc);
     if (w.relay == NULL) {

@@ -16,7 +16,8 @@
  *
  * Input: byte 0 sets the connection up (bit 0 TLS 1.3 else 1.2, bit 1
  * strict close (-J), bit 2 --tcp-half-close, bit 3 small socket buffers,
- * bit 4 small pipes, bits 5-6 TLS 1.3 tickets sent after the handshake).
+ * bit 4 small pipes, bits 5-6 TLS 1.3 tickets sent after the handshake,
+ * bit 7 an on_idle callback, as the engine sets).
  * Then one op per byte (low 4 bits), most with an argument byte: the client
  * writes plaintext, flushes records to the socket, reads from it, sends
  * close_notify, half-closes the socket without one, asks for a key update
@@ -229,6 +230,7 @@ struct world {
     int update_requested;       /* a KeyUpdate that the relay must answer */
     int gave_up;
     unsigned long waits, max_waits;
+    unsigned long idle_calls;   /* relay_config.on_idle, when bit 7 set it */
     const struct fixture *fx;
     unsigned char *scratch;     /* SCRATCH bytes, borrowed */
 };
@@ -695,6 +697,15 @@ static void check_end(const struct world *w, int rc, const char *err)
 
 /* ---- one run ---- */
 
+/* on_idle: the relay calls it once per idle spell, from its poll loop */
+static void world_idle(void *arg)
+{
+    struct world *w = arg;
+
+    if (++w->idle_calls > w->waits)
+        fail(w, "on_idle more often than the relay waited");
+}
+
 static int small_buffers(int fd)
 {
     int sz = 4096;
@@ -754,6 +765,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg = (struct relay_config){
         .net_rfd = sv[0], .net_wfd = sv[0], .from_app_fd = up[0], .to_app_fd = down[1],
         .tcp_half_close = half_close, .idle_timeout_ms = 0, .ktls = 0,
+        .on_idle = (flags & 128) ? world_idle : NULL, .on_idle_arg = w,
     };
     r = relay_new(&cfg); /* owns up[0] and down[1] now */
     ssl = SSL_new(fx->server);

@@ -492,7 +492,7 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
                size_t errlen)
 {
     long long last_move = now_ms();
-    int rc;
+    int rc, idle_told = 0;
 
     memset(st, 0, sizeof *st);
     /* Which directions OpenSSL gave to the kernel during the handshake:
@@ -524,6 +524,7 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
         if (rc < 0)
             goto out;
         if (rc > 0) {
+            idle_told = 0;
             last_move = now_ms();
             continue;
         }
@@ -573,7 +574,18 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
             timeout = BACKOFF_MS;
         for (int i = 0; i < n; i++)
             p[i].revents = 0;
-        ready = POLL(p, (nfds_t)n, timeout);
+        if (r->cfg.on_idle != NULL && !idle_told && (timeout < 0 || timeout > RELAY_IDLE_MS)) {
+            /* a first wait of RELAY_IDLE_MS: if nothing comes, tell the
+             * owner once, then wait as before */
+            ready = POLL(p, (nfds_t)n, RELAY_IDLE_MS);
+            if (ready == 0) {
+                idle_told = 1;
+                r->cfg.on_idle(r->cfg.on_idle_arg);
+                continue;
+            }
+        } else {
+            ready = POLL(p, (nfds_t)n, timeout);
+        }
         if (ready < 0 && errno != EINTR) {
             snprintf(err, errlen, "poll: %s", strerror(errno));
             rc = RELAY_ERR_IO;

@@ -22,7 +22,14 @@ struct relay_config {
     int ktls;             /* the kernel has kTLS (relay_ktls_probe() said 1) and
                            * the SSL_CTX has SSL_OP_ENABLE_KTLS: splice each
                            * direction OpenSSL offloaded.  0: userspace only. */
+    void (*on_idle)(void *arg); /* called once each time the pump has been
+                           * idle (nothing moved) for RELAY_IDLE_MS: the
+                           * owner's moment to give memory back.  May be NULL. */
+    void *on_idle_arg;
 };
+
+/* How long the pump waits without anything moving before on_idle. */
+#define RELAY_IDLE_MS 1000
 
 enum relay_result {
     RELAY_DONE = 0,           /* both directions ended cleanly */
@@ -44,9 +51,10 @@ struct relay_stats {
 
 struct relay;
 
-/* Allocates the relay and its buffers (call before the sandbox closes: the
- * pump never allocates).  cfg is copied; the app fds in it become the
- * relay's.  Returns NULL on allocation failure. */
+/* Allocates the relay and its buffers.  cfg is copied; the app fds in it
+ * become the relay's.  Returns NULL on allocation failure.  (The pump
+ * allocates little more itself, its record buffer at the first write, and
+ * OpenSSL as it goes: the sandbox allows malloc.) */
 struct relay *relay_new(const struct relay_config *cfg);
 
 /* Frees the relay and closes the app fds it still holds; NULL is fine. */

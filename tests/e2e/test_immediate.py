@@ -4,10 +4,12 @@ immediate-echo mode."""
 import os
 import socket
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import SClient, env_of, field, s_client_once  # noqa: E402
+from loadkit import figure, smaps_rollup  # noqa: E402
 
 
 class ImmediateTest(harness.E2ETest):
@@ -43,6 +45,32 @@ class ImmediateTest(harness.E2ETest):
                 env = env_of(run)
                 self.assertNotIn("SSL_PROTOCOL", env, "SSL_* vars without -s")
                 self.assertNotIn("SSL_CIPHER", env)
+
+    def test_idle_worker_gives_memory_back_and_goes_on(self):
+        # After RELAY_IDLE_MS (1 s) without traffic the worker returns what
+        # the handshake used (engine/conn.c settle(): malloc_trim and the
+        # stack below the pump with MADV_DONTNEED); the connection must go
+        # on as before, in both directions, and the memory must not grow.
+        srv = self.server(self.app_cmd("immediate-echo"))
+        conn = self.tls_connect(srv.port)
+        conn.send(b"before\n")
+        self.assertEqual(conn.recv_exactly(7), b"before\n")
+        pid = srv.worker_pids()[-1]
+        before = smaps_rollup(pid).get("Private_Dirty", 0)
+        time.sleep(1.6)
+        after = smaps_rollup(pid).get("Private_Dirty", 0)
+        self.assertGreater(before, 0)
+        self.assertLessEqual(after, before, "an idle worker grew")
+        for i in range(3):
+            msg = b"after idle %d %s\n" % (i, b"x" * 20000 * i)
+            conn.send(msg)
+            self.assertEqual(conn.recv_exactly(len(msg)), msg)
+            time.sleep(1.2)  # idle again: given back again, and still fine
+        conn.close_notify()
+        self.assertEqual(conn.recv_all(), (b"", "close_notify"))
+        self.assertEqual(srv.end_of(pid), ("status", 0))
+        figure("idle worker Private_Dirty %d KiB after an echo, %d KiB after 1.6 s idle"
+                       % (before, after))
 
     def test_tls11_and_tls10_refused(self):
         srv = self.server(self.app_cmd("immediate-echo"))

@@ -151,6 +151,14 @@ static int app(int in, int out, enum app_mode mode, size_t n)
     return 9;
 }
 
+/* relay_config.on_idle: how often the pump said it was idle */
+static int idle_calls;
+static void count_idle(void *arg)
+{
+    (void)arg;
+    idle_calls++;
+}
+
 struct outcome {
     int handshake, pump;
     struct relay_stats st;
@@ -197,7 +205,9 @@ static void run(enum client_mode cm, size_t cn, enum app_mode am, size_t an,
         .net_rfd = sv[0], .net_wfd = sv[0],
         .from_app_fd = up[0], .to_app_fd = down[1],
         .idle_timeout_ms = idle_ms,
+        .on_idle = count_idle,
     };
+    idle_calls = 0;
     r = relay_new(&cfg);
     s = SSL_new(server_ctx);
     SSL_set_options(s, (uint64_t)opts);
@@ -282,8 +292,20 @@ int main(void)
         CHECK(o.pump == RELAY_ERR_TIMEOUT);
         CHECK(o.ms >= 500 && o.ms < 10000);
         CHECK(cpu < 0.4); /* a busy loop would burn the whole wait */
+        CHECK(idle_calls == 0); /* a timeout shorter than RELAY_IDLE_MS */
         fprintf(stderr, "  idle case: %lld ms wall, %.3f s cpu\n", o.ms, cpu);
     }
+
+    /* idle longer than RELAY_IDLE_MS: on_idle once for the idle spell (not
+     * once per wait), then the idle timeout still ends it on time */
+    run(C_SEND_AND_HOLD, 1024, A_SLEEP, 0, 0, 5000, RELAY_IDLE_MS + 1500, 1, &o);
+    CHECK(o.pump == RELAY_ERR_TIMEOUT);
+    CHECK(idle_calls == 1);
+    CHECK(o.ms >= RELAY_IDLE_MS + 1500 && o.ms < 15000);
+    /* moving data ends an idle spell; short exchanges never call it */
+    run(C_UPLOAD, 64 * 1024, A_SUM, 0, SSL_OP_IGNORE_UNEXPECTED_EOF, 5000, 10000, 0, &o);
+    CHECK(o.pump == RELAY_DONE);
+    CHECK(idle_calls == 0);
 
     SSL_CTX_free(server_ctx);
     SSL_CTX_free(client_ctx);
