@@ -506,7 +506,7 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
     st->ktls_rx = r->ktls_rx;
     /* Without kTLS sending, OpenSSL writes each 16 KiB record on its own;
      * the record buffer sends a pass's records in one write (downloads
-     * ~25 % faster here).  If it cannot be made, records go straight out. */
+     * 18 % faster here).  If it cannot be made, records go straight out. */
     if (!r->ktls_tx)
         r->outbuf = relay_outbuf_push(ssl);
     if (set_nonblock(r->cfg.from_app_fd) < 0 ||

@@ -60,7 +60,10 @@ class ImmediateTest(harness.E2ETest):
         time.sleep(1.6)
         after = smaps_rollup(pid).get("Private_Dirty", 0)
         self.assertGreater(before, 0)
-        self.assertLessEqual(after, before, "an idle worker grew")
+        # (the sanitizer build's allocator is not glibc's: malloc_trim
+        # gives nothing back there, and its bookkeeping grows a little)
+        if not os.environ.get("UCSPITLS_SANITIZER_REPORTS"):
+            self.assertLessEqual(after, before, "an idle worker grew")
         for i in range(3):
             msg = b"after idle %d %s\n" % (i, b"x" * 20000 * i)
             conn.send(msg)
