@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,13 +279,40 @@ static void settle(void *unused)
 {
     unsigned char *sp = __builtin_frame_address(0);
     uintptr_t top = ((uintptr_t)sp - SETTLE_STACK_KEEP) & ~(uintptr_t)(SETTLE_PAGE - 1);
+    uintptr_t low = conn_stack_low();
 
     (void)unused;
     malloc_trim(0);
-    /* below the stack's lowest page is its guard gap: madvise skips what
-     * is not mapped (and says ENOMEM, which does not matter here) */
-    if (top > SETTLE_STACK_SPAN)
-        (void)madvise((void *)(top - SETTLE_STACK_SPAN), SETTLE_STACK_SPAN, MADV_DONTNEED);
+    /* Only within this thread's own stack: on the main thread the 512 KiB
+     * lie in the stack or the gap the kernel keeps below it (madvise skips
+     * what is not mapped, and says ENOMEM, which does not matter); on an
+     * embedder's thread stack, low keeps it off whatever lies below. */
+    if (low == 0)
+        return;
+    low = top > SETTLE_STACK_SPAN && top - SETTLE_STACK_SPAN > low ? top - SETTLE_STACK_SPAN : low;
+    if (top > low)
+        (void)madvise((void *)low, top - low, MADV_DONTNEED);
+}
+
+uintptr_t conn_stack_low(void)
+{
+    static __thread uintptr_t low;
+    static __thread int known;
+
+    if (!known) {
+        pthread_attr_t a;
+        void *addr;
+        size_t size, guard = 0;
+
+        known = 1;
+        if (pthread_getattr_np(pthread_self(), &a) == 0) {
+            if (pthread_attr_getstack(&a, &addr, &size) == 0 &&
+                pthread_attr_getguardsize(&a, &guard) == 0)
+                low = ((uintptr_t)addr + guard + SETTLE_PAGE - 1) & ~(uintptr_t)(SETTLE_PAGE - 1);
+            pthread_attr_destroy(&a);
+        }
+    }
+    return low;
 }
 
 static void pump(struct worker *w)
@@ -440,6 +468,9 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
     struct relay_config rc;
     int one = 1, code = ENGINE_EXIT_TEMPORARY;
 
+    /* for settle(), while /proc can still be read (a no-op in a worker
+     * whose parent asked already) */
+    (void)conn_stack_low();
     /* Signatures for this connection's handshake come from keyd over this
      * channel; the handshake timeout bounds each request too. */
     keyprov_set_channel(keyd_channel, cfg->handshake_timeout_ms > 0

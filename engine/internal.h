@@ -4,6 +4,7 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* The front-end entry points below are what the public API
@@ -182,6 +183,12 @@ size_t conn_addr_list(const struct conn_addr *a, const char *local_hostname,
                       struct ucspitls_var *out);
 /* Whether name is one of the variables conn_addr_list makes. */
 int conn_addr_is_var(const char *name);
+
+/* conn.c: the lowest usable address of the calling thread's stack (its guard page
+ * excluded), 0 if unknown: where an idle worker's stack trim stops.  For the
+ * main thread glibc reads /proc/self/maps: call it before the lock-in or a
+ * fork (the value is kept per thread and inherited by a forked child). */
+uintptr_t conn_stack_low(void);
 
 /* conn.c: serves one connection in the current process (the worker);
  * returns the exit code the process should end with. */

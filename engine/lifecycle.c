@@ -29,6 +29,9 @@ pid_t engine_spawn_worker(const struct engine_config *cfg, struct tls_context *t
             return -1;
         }
     }
+    /* the worker's idle stack trim needs its stack's bounds, which only the
+     * unconfined parent can read (once per thread; the child inherits them) */
+    (void)conn_stack_low();
     pid = fork();
     if (pid < 0) {
         log_line(LOG_ERROR, "unable to fork: %s", strerror(errno));

@@ -13,6 +13,7 @@
 
 #define MAX_VARS 64 /* UCSPITLS_VARS_MAX: what apps accept */
 #define ARENA 12288
+#define PEM_MAX 8192 /* SSL_CLIENT_CERT: a client certificate's PEM */
 
 /* Variables collected before encoding: values are copied into an arena
  * owned by the collection. */
@@ -160,17 +161,20 @@ static void put_client(struct collect *b, SSL *ssl, int early)
 
 static void put_client_pem(struct collect *b, SSL *ssl)
 {
-    static char pem[8192];
     X509 *peer = SSL_get0_peer_certificate(ssl);
+    char *pem;
     BIO *mem;
     int n;
 
     if (peer == NULL || (mem = BIO_new(BIO_s_mem())) == NULL)
         return;
-    if (PEM_write_bio_X509(mem, peer) == 1 && (n = BIO_read(mem, pem, sizeof pem - 1)) > 0) {
+    /* on the heap, like the collector (see session_vars_encode) */
+    if ((pem = malloc(PEM_MAX)) != NULL && PEM_write_bio_X509(mem, peer) == 1 &&
+        (n = BIO_read(mem, pem, PEM_MAX - 1)) > 0) {
         pem[n] = '\0';
         put(b, "SSL_CLIENT_CERT", pem);
     }
+    free(pem);
     BIO_free(mem);
 }
 

@@ -230,7 +230,10 @@ struct world {
     int update_requested;       /* a KeyUpdate that the relay must answer */
     int gave_up;
     unsigned long waits, max_waits;
-    unsigned long idle_calls;   /* relay_config.on_idle, when bit 7 set it */
+    int idle_hook;              /* bit 7: relay_config.on_idle is set */
+    unsigned long idle_polls;   /* idle waits the world let time out */
+    unsigned long idle_calls;   /* on_idle calls */
+    int idle_last;              /* the last wait was such an idle one */
     const struct fixture *fx;
     unsigned char *scratch;     /* SCRATCH bytes, borrowed */
 };
@@ -571,6 +574,20 @@ static int world_poll(struct pollfd *p, nfds_t n, int timeout, void *arg)
     struct world *w = arg;
     int any_fd = 0;
 
+    /* bit 7: the relay's first wait of an idle spell (RELAY_IDLE_MS) times
+     * out when nothing is ready: a quiet second passes, then on_idle must
+     * come, once, and the relay wait again as before */
+    if (w->idle_hook && w->phase == PHASE_PUMP && timeout == RELAY_IDLE_MS &&
+        poll(p, n, 0) == 0) {
+        /* nothing changed since the last idle second: the relay must not
+         * start another idle spell (on_idle again, or a loop) */
+        if (w->idle_last)
+            fail(w, "a second idle wait with nothing moved in between");
+        w->idle_last = 1;
+        w->idle_polls++;
+        return 0;
+    }
+    w->idle_last = 0;
     if (++w->waits > w->max_waits)
         fail(w, "the relay does not end: it waits and wakes without moving");
     check_relay(w);
@@ -669,9 +686,11 @@ static void check_end(const struct world *w, int rc, const char *err)
     if (half_close && w->peer_got_close_notify)
         fail(w, "a close_notify with --tcp-half-close");
     if (getenv("FUZZ_PUMP_DEBUG") != NULL)
-        fprintf(stderr, "fuzz_pump: relay said %s: %s; known: %s; %lu waits, %zu/%zu/%zu/%zu\n",
+        fprintf(stderr, "fuzz_pump: relay said %s: %s; known: %s; %lu waits, %lu on_idle, "
+                "%zu/%zu/%zu/%zu\n",
                 relay_result_name(rc), err,
                 known_deviation(w, rc, err) ? known_deviation(w, rc, err) : "-", w->waits,
+                w->idle_calls,
                 w->peer_sent, w->peer_got, w->app_sent, w->app_got);
     if (w->misbehaved || known_deviation(w, rc, err) != NULL)
         return;
@@ -697,13 +716,15 @@ static void check_end(const struct world *w, int rc, const char *err)
 
 /* ---- one run ---- */
 
-/* on_idle: the relay calls it once per idle spell, from its poll loop */
+/* on_idle: the relay calls it once per idle spell, from its poll loop,
+ * right after an idle wait timed out */
 static void world_idle(void *arg)
 {
     struct world *w = arg;
 
-    if (++w->idle_calls > w->waits)
-        fail(w, "on_idle more often than the relay waited");
+    if (++w->idle_calls != w->idle_polls)
+        fail(w, "on_idle without an idle wait that timed out, or twice for one");
+    check_relay(w);
 }
 
 static int small_buffers(int fd)
@@ -744,6 +765,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     w->strict = strict;
     w->half_close = half_close;
     w->max_waits = WAITS_BASE + 4 * (unsigned long)size;
+    w->idle_hook = (flags & 128) != 0;
     w->st = &st;
     memset(&st, 0, sizeof st);
 
@@ -807,6 +829,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (peer_recv(w, SCRATCH))
         ;
     check_end(w, rc, err);
+    /* every idle wait that timed out got its on_idle (but the linger's
+     * last wait, which may happen to be RELAY_IDLE_MS long) */
+    if (w->idle_polls > w->idle_calls + 1)
+        fail(w, "an idle wait timed out and on_idle did not come");
 
     relay_free(r);
     SSL_free(ssl);

@@ -20,12 +20,18 @@ struct outbuf {
     size_t off, len;    /* bytes not yet sent: buf[off .. off+len) */
 };
 
+/* OpenSSL 3.0's internal kTLS controls (bio.h lists them in a comment) */
+#define OSSL_INTERNAL_SET_KTLS_SEND 72
+#define OSSL_INTERNAL_SET_KTLS_SEND_CTRL_MSG 74
+#define OSSL_INTERNAL_CLEAR_KTLS_CTRL_MSG 75
+
 static BIO_METHOD *method;
 static int method_type;
 
-/* Sends what is buffered.  1: all went; 0: the socket is full (the BIO's
- * retry flags say so); -1: a socket error (errno says which). */
-static int drain(BIO *b, struct outbuf *o)
+/* Sends what is buffered, adding what went to *sent.  1: all went; 0: the
+ * socket is full (the BIO's retry flags say so); -1: a socket error (errno
+ * says which). */
+static int drain(BIO *b, struct outbuf *o, size_t *sent)
 {
     BIO *next = BIO_next(b);
 
@@ -38,6 +44,7 @@ static int drain(BIO *b, struct outbuf *o)
         }
         o->off += (size_t)n;
         o->len -= (size_t)n;
+        *sent += (size_t)n;
     }
     o->off = 0;
     return 1;
@@ -46,12 +53,12 @@ static int drain(BIO *b, struct outbuf *o)
 static int ob_write(BIO *b, const char *in, int inl)
 {
     struct outbuf *o = BIO_get_data(b);
-    size_t n = inl > 0 ? (size_t)inl : 0;
+    size_t n = inl > 0 ? (size_t)inl : 0, sent = 0;
 
     BIO_clear_retry_flags(b);
     if (n == 0)
         return 0;
-    if (o->len + n > RELAY_OUT_BUF && drain(b, o) < 0)
+    if (o->len + n > RELAY_OUT_BUF && drain(b, o, &sent) < 0)
         return -1;
     if (o->len + n > RELAY_OUT_BUF) {
         if (o->len == 0) { /* bigger than the buffer: straight through */
@@ -82,7 +89,16 @@ static long ob_ctrl(BIO *b, int cmd, long num, void *ptr)
         /* As on a socket: the pump sends at the end of its pass. */
         return 1;
     case BIO_CTRL_WPENDING:
-        return (long)o->len;
+        return (long)o->len;    case BIO_CTRL_GET_KTLS_SEND:
+    case OSSL_INTERNAL_SET_KTLS_SEND:
+    case OSSL_INTERNAL_SET_KTLS_SEND_CTRL_MSG:
+    case OSSL_INTERNAL_CLEAR_KTLS_CTRL_MSG:
+        /* kTLS send never under the buffer: it holds records OpenSSL
+         * encrypted, and only a socket it writes to directly could take
+         * plaintext for the kernel (the pump pushes the buffer only when
+         * the kernel does not send; tlsctx.c refuses renegotiation, the one
+         * way to switch later) */
+        return 0;
     default:
         return BIO_next(b) != NULL ? BIO_ctrl(BIO_next(b), cmd, num, ptr) : 0;
     }
@@ -147,11 +163,12 @@ static BIO *ours(SSL *ssl)
     return b != NULL && method != NULL && BIO_method_type(b) == method_type ? b : NULL;
 }
 
-int relay_outbuf_flush(SSL *ssl)
+int relay_outbuf_flush(SSL *ssl, size_t *sent)
 {
     BIO *b = ours(ssl);
+    size_t none = 0;
 
-    return b == NULL ? 1 : drain(b, BIO_get_data(b));
+    return b == NULL ? 1 : drain(b, BIO_get_data(b), sent != NULL ? sent : &none);
 }
 
 void relay_outbuf_discard(SSL *ssl)

@@ -337,17 +337,20 @@ static int up_send(struct relay *r, SSL *ssl, struct relay_stats *st,
     return moved;
 }
 
-/* Sends the records buffered during a pass (outbuf.c).  1 if all went, 0
- * if the socket is full (out_want says so), or a negative relay_result. */
+/* Sends the records buffered during a pass (outbuf.c); out_want says
+ * whether some still wait for the socket.  1 if bytes went (that is
+ * progress: it resets the idle clock), 0 if none, or a negative
+ * relay_result. */
 static int flush_out(struct relay *r, SSL *ssl, char *err, size_t errlen)
 {
+    size_t sent = 0;
     int rc;
 
     r->out_want = WANT_NONE;
     if (!r->outbuf)
-        return 1;
+        return 0;
     errno = 0;
-    rc = relay_outbuf_flush(ssl);
+    rc = relay_outbuf_flush(ssl, &sent);
     if (rc < 0 && (r->truncated || (r->cfg.tcp_half_close && r->up.done))) {
         /* Our side has ended (FIN sent, or the SSL is dead after a bare
          * EOF under -J): what OpenSSL still wrote, an alert or the answer
@@ -355,7 +358,7 @@ static int flush_out(struct relay *r, SSL *ssl, char *err, size_t errlen)
          * the socket itself, that is not the relay's failure: dropped
          * (found by fuzz/fuzz_pump.c). */
         relay_outbuf_discard(ssl);
-        return 1;
+        return sent > 0;
     }
     if (rc < 0) {
         snprintf(err, errlen, "writing to peer: %s", strerror(errno));
@@ -363,7 +366,7 @@ static int flush_out(struct relay *r, SSL *ssl, char *err, size_t errlen)
     }
     if (rc == 0)
         r->out_want = WANT_NET_WRITE;
-    return rc;
+    return sent > 0;
 }
 
 /* app -> peer ended: say so to the peer, once everything is sent. */
@@ -376,7 +379,7 @@ static int up_finish(struct relay *r, SSL *ssl, char *err, size_t errlen)
         return 0;
     if (r->cfg.tcp_half_close) {
         /* the last records first: the FIN must not overtake them */
-        if ((rc = flush_out(r, ssl, err, errlen)) <= 0)
+        if ((rc = flush_out(r, ssl, err, errlen)) < 0 || r->out_want != WANT_NONE)
             return rc;
         if (shutdown(r->cfg.net_wfd, SHUT_WR) < 0 && errno != ENOTCONN &&
             errno != ENOTSOCK) {
@@ -459,7 +462,7 @@ static int step(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
     /* the pass's records leave together */
     if ((rc = flush_out(r, ssl, err, errlen)) < 0)
         return rc;
-    return any;
+    return any | rc;
 }
 
 /* Closing a TCP socket with unread input makes the kernel send a reset,
@@ -601,7 +604,7 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *st, char *err,
 out:
     /* after an error, one try to send what is buffered (OpenSSL's alert) */
     if (rc < 0 && r->outbuf)
-        (void)relay_outbuf_flush(ssl);
+        (void)relay_outbuf_flush(ssl, NULL);
     relay_close_fd(&r->cfg.from_app_fd);
     relay_close_fd(&r->cfg.to_app_fd);
     if (rc == RELAY_DONE && !st->peer_closed)

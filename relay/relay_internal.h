@@ -71,9 +71,10 @@ int relay_down_fill(struct relay *r, SSL *ssl, struct relay_stats *st,
  * could not be made (records then go straight to the socket). */
 int relay_outbuf_push(SSL *ssl);
 
-/* outbuf.c: sends what the buffer holds: 1 if all went (or there is no
- * buffer), 0 if the socket is full, -1 on a socket error (errno). */
-int relay_outbuf_flush(SSL *ssl);
+/* outbuf.c: sends what the buffer holds, adding the bytes sent to *sent
+ * (may be NULL): 1 if all went (or there is no buffer), 0 if the socket is
+ * full, -1 on a socket error (errno). */
+int relay_outbuf_flush(SSL *ssl, size_t *sent);
 
 /* outbuf.c: drops what the buffer holds (it can no longer be sent). */
 void relay_outbuf_discard(SSL *ssl);

@@ -50,20 +50,30 @@ class ImmediateTest(harness.E2ETest):
         # After RELAY_IDLE_MS (1 s) without traffic the worker returns what
         # the handshake used (engine/conn.c settle(): malloc_trim and the
         # stack below the pump with MADV_DONTNEED); the connection must go
-        # on as before, in both directions, and the memory must not grow.
+        # on as before, in both directions, and its memory must shrink.
         srv = self.server(self.app_cmd("immediate-echo"))
         conn = self.tls_connect(srv.port)
         conn.send(b"before\n")
         self.assertEqual(conn.recv_exactly(7), b"before\n")
+        t0 = time.monotonic()
         pid = srv.worker_pids()[-1]
         before = smaps_rollup(pid).get("Private_Dirty", 0)
-        time.sleep(1.6)
-        after = smaps_rollup(pid).get("Private_Dirty", 0)
         self.assertGreater(before, 0)
-        # (the sanitizer build's allocator is not glibc's: malloc_trim
-        # gives nothing back there, and its bookkeeping grows a little)
-        if not os.environ.get("UCSPITLS_SANITIZER_REPORTS"):
-            self.assertLessEqual(after, before, "an idle worker grew")
+        # Only where glibc's allocator runs (the sanitizer build's is not:
+        # malloc_trim gives nothing back there), and only when the first
+        # look came well inside the idle second (a loaded machine may be
+        # late, and then there is no "before" to compare with).
+        glibc = not os.environ.get("UCSPITLS_SANITIZER_REPORTS") and \
+            time.monotonic() - t0 < 0.5
+        deadline = time.monotonic() + 10
+        after = before
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            after = smaps_rollup(pid).get("Private_Dirty", 0)
+            if not glibc or after < before:
+                break
+        if glibc:
+            self.assertLess(after, before, "an idle worker gave nothing back in 10 s")
         for i in range(3):
             msg = b"after idle %d %s\n" % (i, b"x" * 20000 * i)
             conn.send(msg)
@@ -72,8 +82,8 @@ class ImmediateTest(harness.E2ETest):
         conn.close_notify()
         self.assertEqual(conn.recv_all(), (b"", "close_notify"))
         self.assertEqual(srv.end_of(pid), ("status", 0))
-        figure("idle worker Private_Dirty %d KiB after an echo, %d KiB after 1.6 s idle"
-                       % (before, after))
+        figure("idle worker Private_Dirty %d KiB after an echo, %d KiB once idle"
+               % (before, after))
 
     def test_tls11_and_tls10_refused(self):
         srv = self.server(self.app_cmd("immediate-echo"))

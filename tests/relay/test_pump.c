@@ -302,10 +302,6 @@ int main(void)
     CHECK(o.pump == RELAY_ERR_TIMEOUT);
     CHECK(idle_calls == 1);
     CHECK(o.ms >= RELAY_IDLE_MS + 1500 && o.ms < 15000);
-    /* moving data ends an idle spell; short exchanges never call it */
-    run(C_UPLOAD, 64 * 1024, A_SUM, 0, SSL_OP_IGNORE_UNEXPECTED_EOF, 5000, 10000, 0, &o);
-    CHECK(o.pump == RELAY_DONE);
-    CHECK(idle_calls == 0);
 
     SSL_CTX_free(server_ctx);
     SSL_CTX_free(client_ctx);
