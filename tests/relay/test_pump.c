@@ -29,6 +29,7 @@ enum client_mode {
     C_SEND_AND_HOLD,/* handshake, send N, then wait to be closed */
     C_BARE_EOF,     /* handshake, send a little, TCP half-close without close_notify */
     C_SMALL_READ,   /* send 1 KiB, read "bye", expect EOF */
+    C_SLOW_READ,    /* read N bytes 2 KiB at a time, 40 ms apart, check them */
 };
 
 static int client(int fd, enum client_mode mode, size_t n)
@@ -87,6 +88,18 @@ static int client(int fd, enum client_mode mode, size_t n)
         if (got != n || h != expected_sum(n))
             return 22;
         return SSL_shutdown(s) >= 0 ? 0 : 23;
+    case C_SLOW_READ:
+        while (got < n) {
+            r = SSL_read(s, buf, 2048);
+            if (r <= 0)
+                return 40;
+            for (int i = 0; i < r; i++)
+                if (buf[i] != stream_byte(got + (size_t)i))
+                    return 41;
+            got += (size_t)r;
+            usleep(40000);
+        }
+        return 0;
     case C_BARE_EOF:
         if (SSL_write(s, "abc", 3) != 3)
             return 30;
@@ -111,6 +124,7 @@ enum app_mode {
     A_SLEEP,    /* read nothing for a long time */
     A_HANGUP,   /* close its read side at once, write "bye", exit */
     A_DRAIN,    /* read to EOF */
+    A_SOURCE_HOLD, /* write N bytes, then hold its pipes open, silent */
 };
 
 static int app(int in, int out, enum app_mode mode, size_t n)
@@ -147,9 +161,19 @@ static int app(int in, int out, enum app_mode mode, size_t n)
         while ((r = read(in, buf, sizeof buf)) > 0)
             ;
         return 0;
+    case A_SOURCE_HOLD:
+        for (size_t i = 0; i < n; i++)
+            buf[i] = stream_byte(i);
+        if (write_full(out, buf, n) < 0)
+            return 4;
+        sleep(30);
+        return 0;
     }
     return 9;
 }
+
+/* run(): SO_SNDBUF of the relay's socket, 0 for the default */
+static int relay_sndbuf;
 
 /* relay_config.on_idle: how often the pump said it was idle */
 static int idle_calls;
@@ -200,6 +224,8 @@ static void run(enum client_mode cm, size_t cn, enum app_mode am, size_t an,
     }
     close(down[0]);
     close(up[1]);
+    if (relay_sndbuf > 0)
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &relay_sndbuf, sizeof relay_sndbuf);
 
     struct relay_config cfg = {
         .net_rfd = sv[0], .net_wfd = sv[0],
@@ -295,6 +321,17 @@ int main(void)
         CHECK(idle_calls == 0); /* a timeout shorter than RELAY_IDLE_MS */
         fprintf(stderr, "  idle case: %lld ms wall, %.3f s cpu\n", o.ms, cpu);
     }
+
+    /* a reply the client reads slowly, through a small socket buffer:
+     * records leaving the relay's buffer are progress, so the idle timeout
+     * (0.8 s) must not cut the reply, though draining it takes ~1.3 s and
+     * nothing else moves meanwhile */
+    relay_sndbuf = 4096;
+    run(C_SLOW_READ, 65536, A_SOURCE_HOLD, 65536, 0, 5000, 800, 1, &o);
+    relay_sndbuf = 0;
+    CHECK(exited(o.client_status, 0));
+    CHECK(o.st.bytes_to_peer == 65536);
+    CHECK(o.pump == RELAY_ERR_TRUNCATED); /* then the client just closes (strict) */
 
     /* idle longer than RELAY_IDLE_MS: on_idle once for the idle spell (not
      * once per wait), then the idle timeout still ends it on time */
