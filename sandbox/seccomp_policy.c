@@ -387,25 +387,18 @@ int sandbox_install_seccomp(const struct sandbox_spec *spec, char *err,
         snprintf(err, errlen, "seccomp: out of memory");
         return -1;
     }
-    memcpy(insn, t->insn, t->len * sizeof *insn);
-    for (unsigned i = 0; i < t->len; i++) {
-        switch (is_placeholder(insn[i].k) ? insn[i].k : 0) {
-        case PH_APP_PID:
-            insn[i].k = spec->app_pid > 0 ? (uint32_t)spec->app_pid : NO_PID;
-            break;
-        case PH_NET_RFD:
-            insn[i].k = (uint32_t)spec->net_rfd;
-            break;
-        case PH_NET_WFD:
-            insn[i].k = (uint32_t)spec->net_wfd;
-            break;
-        case PH_FROM_APP:
-            insn[i].k = (uint32_t)spec->from_app_fd;
-            break;
-        case PH_TO_APP:
-            insn[i].k = (uint32_t)spec->to_app_fd;
-            break;
-        }
+    {
+        /* each placeholder's value, in PH_ order */
+        const uint32_t value[PH_END - PH_APP_PID] = {
+            spec->app_pid > 0 ? (uint32_t)spec->app_pid : NO_PID,
+            (uint32_t)spec->net_rfd, (uint32_t)spec->net_wfd,
+            (uint32_t)spec->from_app_fd, (uint32_t)spec->to_app_fd,
+        };
+
+        memcpy(insn, t->insn, t->len * sizeof *insn);
+        for (unsigned i = 0; i < t->len; i++)
+            if (is_placeholder(insn[i].k))
+                insn[i].k = value[insn[i].k - PH_APP_PID];
     }
     prog.len = t->len;
     prog.filter = insn;
