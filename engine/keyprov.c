@@ -21,17 +21,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PARAM_PUB_DER "ucspitls-pub-der"
+#define PARAM_PUB_REF "ucspitls-pub-ref"
 #define PARAM_KEY_ID "ucspitls-key-id"
 
-/* Where the public halves of keyd's keys live: OpenSSL's default library
- * context, which never has this provider (it is added to the engine's own
- * context only), so that using a public key cannot come back here.  (A
- * context of its own cost every tlsd connection ~2 ms of provider set-up.) */
+/* Where public keys imported from another provider are made, and digests
+ * fetched: OpenSSL's default library context, which never has this
+ * provider (it is added to the engine's own context only), so that using
+ * them cannot come back here.  (A context of its own cost every tlsd
+ * connection ~2 ms of provider set-up.)  A handle's own public key is the
+ * certificate's, whose operations go to the default provider's key
+ * management directly. */
 #define PUBCTX NULL
 
 struct keydata {
-    EVP_PKEY *pub;   /* public key (owned) */
+    EVP_PKEY *pub;   /* public key (a reference of our own) */
     int has_handle;  /* a keyd key id is attached: signing is possible */
     uint16_t key_id;
     enum keyd_key_kind kind;
@@ -161,26 +164,28 @@ static enum keyd_key_kind kind_of(EVP_PKEY *pub)
     return KEYD_KIND_EC;
 }
 
-/* Two ways in: our own handle (DER public key + key id), or a plain public
- * key exported by another provider (OpenSSL does this to compare the
+/* Two ways in: our own handle (a reference to the certificate's public key
+ * + key id, from keyprov_handle_new in this process), or a plain public key
+ * exported by another provider (OpenSSL does this to compare the
  * certificate's key with ours).  Never private material. */
 static int km_import(struct keydata *k, int selection, const OSSL_PARAM params[],
                      const char *type)
 {
-    const OSSL_PARAM *der = OSSL_PARAM_locate_const(params, PARAM_PUB_DER);
+    const OSSL_PARAM *ref = OSSL_PARAM_locate_const(params, PARAM_PUB_REF);
     const OSSL_PARAM *id = OSSL_PARAM_locate_const(params, PARAM_KEY_ID);
 
     if (k == NULL || k->pub != NULL)
         return 0; /* keys are immutable */
-    if (der != NULL) {
-        const unsigned char *p = der->data;
+    if (ref != NULL) {
+        EVP_PKEY *pub;
         unsigned int key_id;
-        if (der->data_type != OSSL_PARAM_OCTET_STRING || id == NULL ||
-            !OSSL_PARAM_get_uint(id, &key_id) || key_id > 0xffff)
+        if (ref->data_type != OSSL_PARAM_OCTET_STRING || ref->data_size != sizeof pub ||
+            id == NULL || !OSSL_PARAM_get_uint(id, &key_id) || key_id > 0xffff)
             return 0;
-        k->pub = d2i_PUBKEY_ex(NULL, &p, (long)der->data_size, PUBCTX, NULL);
-        if (k->pub == NULL || !EVP_PKEY_is_a(k->pub, type))
+        memcpy(&pub, ref->data, sizeof pub);
+        if (pub == NULL || !EVP_PKEY_is_a(pub, type) || EVP_PKEY_up_ref(pub) != 1)
             return 0;
+        k->pub = pub;
         k->key_id = (uint16_t)key_id;
         k->has_handle = 1;
     } else {
@@ -492,8 +497,6 @@ void keyprov_uninstall(OSSL_PROVIDER *loaded[2])
 
 EVP_PKEY *keyprov_handle_new(OSSL_LIB_CTX *libctx, EVP_PKEY *pub, uint16_t key_id)
 {
-    unsigned char *der = NULL;
-    int len = i2d_PUBKEY(pub, &der);
     unsigned int id = key_id;
     const char *type = EVP_PKEY_is_a(pub, "RSA") ? "RSA"
                        : EVP_PKEY_is_a(pub, "ED25519") ? "ED25519"
@@ -502,17 +505,17 @@ EVP_PKEY *keyprov_handle_new(OSSL_LIB_CTX *libctx, EVP_PKEY *pub, uint16_t key_i
     EVP_PKEY *handle = NULL;
     OSSL_PARAM params[3];
 
-    if (len <= 0 || type == NULL)
-        goto out;
-    params[0] = OSSL_PARAM_construct_octet_string(PARAM_PUB_DER, der, (size_t)len);
+    if (type == NULL)
+        return NULL;
+    /* The handle shares the certificate's public key (a reference, not a
+     * DER copy: encoding and decoding it cost each tlsd ~1 ms). */
+    params[0] = OSSL_PARAM_construct_octet_string(PARAM_PUB_REF, &pub, sizeof pub);
     params[1] = OSSL_PARAM_construct_uint(PARAM_KEY_ID, &id);
     params[2] = OSSL_PARAM_construct_end();
     c = EVP_PKEY_CTX_new_from_name(libctx, type, "provider=" KEYPROV_NAME);
     if (c == NULL || EVP_PKEY_fromdata_init(c) != 1 ||
         EVP_PKEY_fromdata(c, &handle, EVP_PKEY_KEYPAIR, params) != 1)
         handle = NULL;
-out:
     EVP_PKEY_CTX_free(c);
-    OPENSSL_free(der);
     return handle;
 }

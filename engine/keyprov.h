@@ -21,9 +21,10 @@ int keyprov_install(OSSL_LIB_CTX *libctx, OSSL_PROVIDER *loaded[2]);
 /* Unloads what keyprov_install() loaded (NULL entries are skipped). */
 void keyprov_uninstall(OSSL_PROVIDER *loaded[2]);
 
-/* A private-key handle for the public key pub (borrowed; typically the
- * certificate's) whose signatures keyd makes with key key_id.  Returns a
- * new EVP_PKEY (owned by the caller) or NULL. */
+/* A private-key handle for the public key pub (typically the
+ * certificate's; the handle keeps a reference to it) whose signatures keyd
+ * makes with key key_id.  Returns a new EVP_PKEY (owned by the caller) or
+ * NULL. */
 EVP_PKEY *keyprov_handle_new(OSSL_LIB_CTX *libctx, EVP_PKEY *pub,
                              uint16_t key_id);
 
