@@ -186,7 +186,11 @@ static int sign(struct keyd_state *s, const struct keyd_key *k,
 
 /* Prepares a context for every scheme that fits the key and signs once
  * with each: every algorithm is fetched and the random generator seeded
- * while files can still be opened (the locked-in keyd can do neither). */
+ * while files can still be opened (the locked-in keyd can do neither).
+ * tlsd's keyd signs once in its life: it warms up the key's first scheme
+ * only (the key's algorithm fetched, the generator seeded), and a request
+ * for another scheme prepares its context then (a fetch from the built-in
+ * providers opens no file); for RSA that spares five signatures. */
 static int warm_up(struct keyd_state *s, struct keyd_key *k)
 {
     unsigned char tbs[64 + 33 + 1 + 32];
@@ -215,6 +219,8 @@ static int warm_up(struct keyd_state *s, struct keyd_key *k)
         if (sign(s, k, &req, &len) < 0)
             return -1;
         any = 1;
+        if (s->one_shot)
+            break;
     }
     OPENSSL_cleanse(s->sig, sizeof s->sig);
     return any ? 0 : -1;

@@ -401,40 +401,47 @@ SCHEMES = {
 }
 
 
+def s_client(port, cert, args, timeout=15):
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                        "-servername", "localhost", "-CAfile", cert,
+                        "-verify_return_error", "-ign_eof", *args],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def assert_every_scheme(test, keyname, port, cert, marker, log):
+    """One s_client per scheme of SCHEMES[keyname]: each must negotiate
+    that scheme, verify, and see the app's marker."""
+    for flag, sigalg, sigtype, digest in SCHEMES[keyname]:
+        with test.subTest(proto=flag, sigalgs=sigalg):
+            rc, out, err = s_client(port, cert, [flag, "-sigalgs", sigalg])
+            test.assertEqual(rc, 0, "s_client failed:\n%s\n%s\nserver log:\n%s"
+                             % (out[-1500:], err[-1500:], log()[-1500:]))
+            test.assertIn(marker, out, "the app's output did not arrive")
+            proto = re.search(r"^New, (TLSv1\.[23]), Cipher is", out, re.M)
+            test.assertIsNotNone(proto, out)
+            test.assertEqual(proto.group(1), "TLSv1.3" if flag == "-tls1_3" else "TLSv1.2")
+            m = re.search(r"^Peer signature type: (\S+)$", out, re.M)
+            test.assertIsNotNone(m, out)
+            test.assertEqual(m.group(1), sigtype)
+            d = re.search(r"^Peer signing digest: (\S+)$", out, re.M)
+            if digest is not None:
+                test.assertIsNotNone(d, out)
+                test.assertEqual(d.group(1), digest)
+            test.assertIn("Verify return code: 0 (ok)", out)
+
+
 class SignatureSchemeTest(KeydTest):
     """Every key type and scheme, signed by keyd, verified by s_client."""
-
-    def s_client(self, srv, args, timeout=15):
-        p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port,
-                            "-servername", "localhost", "-CAfile", srv.cert,
-                            "-verify_return_error", "-ign_eof", *args],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=timeout)
-        return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
     def check_schemes(self, keyname):
         marker = "signed-by-keyd " + self.tmp
         srv = self.start(keyname, app=["/bin/echo", marker])
-        for flag, sigalg, sigtype, digest in SCHEMES[keyname]:
-            with self.subTest(proto=flag, sigalgs=sigalg):
-                rc, out, err = self.s_client(srv, [flag, "-sigalgs", sigalg])
-                self.assertEqual(rc, 0, "s_client failed:\n%s\n%s\nserver log:\n%s"
-                                 % (out[-1500:], err[-1500:], srv.log()[-1500:]))
-                self.assertIn(marker, out, "the app's output did not arrive")
-                proto = re.search(r"^New, (TLSv1\.[23]), Cipher is", out, re.M)
-                self.assertIsNotNone(proto, out)
-                self.assertEqual(proto.group(1), "TLSv1.3" if flag == "-tls1_3" else "TLSv1.2")
-                m = re.search(r"^Peer signature type: (\S+)$", out, re.M)
-                self.assertIsNotNone(m, out)
-                self.assertEqual(m.group(1), sigtype)
-                d = re.search(r"^Peer signing digest: (\S+)$", out, re.M)
-                if digest is not None:
-                    self.assertIsNotNone(d, out)
-                    self.assertEqual(d.group(1), digest)
-                self.assertIn("Verify return code: 0 (ok)", out)
+        assert_every_scheme(self, keyname, srv.port, srv.cert, marker, srv.log)
         if keyname.startswith("rsa"):
             with self.subTest("TLS 1.3 with PKCS#1 only must fail"):
-                rc, out, err = self.s_client(srv, ["-tls1_3", "-sigalgs", "RSA+SHA256"])
+                rc, out, err = s_client(srv.port, srv.cert, ["-tls1_3", "-sigalgs", "RSA+SHA256"])
                 self.assertNotEqual(rc, 0, "TLS 1.3 negotiated with PKCS#1 v1.5:\n" + out)
                 self.assertNotIn(marker, out)
                 self.assertNotRegex(out, r"Peer signature type")
@@ -864,14 +871,14 @@ class Fd3Server:
 
 class TlsdTest(KeydTest):
 
-    def check_tlsd(self, keyname):
+    def start_tlsd(self, keyname, app):
+        """tcpserver running tlsd with keyname's key: (tcpserver, port, log)."""
         tcpserver = harness.tool("tcpserver")
         cert, key = self.keypair(keyname)
-        secrets = keyscan.KeySecrets(key)
         errpath = os.path.join(self.tmp, "tcpserver.err")
         with open(errpath, "wb") as errf:
             p = subprocess.Popen([tcpserver, "-1", "127.0.0.1", "0", harness.binary("tlsd"),
-                                  *self.app_cmd(self.ECHO)],
+                                  *app],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf,
                                  env=self.env(CERTFILE=cert, KEYFILE=key), cwd=self.tmp)
 
@@ -887,7 +894,12 @@ class TlsdTest(KeydTest):
                 return f.read().decode(errors="replace")
         line = harness.read_line(p.stdout.fileno(), 10)
         self.assertTrue(line.strip().isdigit(), "tcpserver printed no port: %r" % line)
-        port = int(line)
+        return p, int(line), log
+
+    def check_tlsd(self, keyname):
+        cert, key = self.keypair(keyname)
+        secrets = keyscan.KeySecrets(key)
+        p, port, log = self.start_tlsd(keyname, self.app_cmd(self.ECHO))
 
         sock = self.connect(port)
         self.addCleanup(sock.close)
@@ -936,6 +948,24 @@ class TlsdTest(KeydTest):
 
     def test_tlsd_rsa(self):
         self.check_tlsd("rsa2048")
+
+    def check_tlsd_schemes(self, keyname):
+        # tlsd's keyd warms up one scheme per key (it signs once): every
+        # other scheme is prepared by the locked-in keyd on request
+        marker = "signed-by-tlsd-keyd " + self.tmp
+        _, port, log = self.start_tlsd(keyname, ["/bin/echo", marker])
+        cert, _ = self.keypair(keyname)
+        assert_every_scheme(self, keyname, port, cert, marker, log)
+        self.assertNotRegex(log(), r"fatal|keyd|refused", log())
+
+    def test_tlsd_every_scheme_ec(self):
+        self.check_tlsd_schemes("p256")
+
+    def test_tlsd_every_scheme_rsa(self):
+        self.check_tlsd_schemes("rsa2048")
+
+    def test_tlsd_every_scheme_ed25519(self):
+        self.check_tlsd_schemes("ed25519")
 
 
 if __name__ == "__main__":
