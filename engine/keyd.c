@@ -434,18 +434,17 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
 
 /* ---------------- master side ---------------- */
 
-int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
+int keyd_spawn(const struct engine_config *cfg, int one_shot, struct keyd *k,
                int *channel, char *err, size_t errlen)
 {
     int ctl[2] = {-1, -1}, ch[2] = {-1, -1};
-    char status[STATUS_MAX + 1];
-    struct pollfd p;
-    ssize_t n;
     pid_t pid;
 
     k->pid = -1;
     k->ctl = -1;
     k->npool = 0;
+    if (channel != NULL)
+        *channel = -1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
         (one_shot && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch) < 0)) {
         snprintf(err, errlen, "keyd: socketpair: %s", strerror(errno));
@@ -471,10 +470,8 @@ int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
         keyd_main(cfg, ctl[1], ch[1], one_shot ? 1 : cfg->concurrency * 2 + 2 * KEYD_POOL);
     }
     close(ctl[1]);
-    ctl[1] = -1;
     if (ch[1] >= 0)
         close(ch[1]);
-    ch[1] = -1;
     if (one_shot) {
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
@@ -483,37 +480,58 @@ int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
     }
     k->pid = pid;
     k->ctl = ctl[0];
-    ctl[0] = -1;
+    if (channel != NULL)
+        *channel = ch[0];
+    return 0;
+
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (ctl[i] >= 0)
+            close(ctl[i]);
+        if (ch[i] >= 0)
+            close(ch[i]);
+    }
+    return -1;
+}
+
+int keyd_await(struct keyd *k, char *err, size_t errlen)
+{
+    char status[STATUS_MAX + 1];
+    struct pollfd p = {.fd = k->ctl, .events = POLLIN, .revents = 0};
+    ssize_t n;
 
     /* keyd says "ok" or why not, once its keys are loaded and it is locked in */
-    p.fd = k->ctl;
-    p.events = POLLIN;
-    p.revents = 0;
     while (poll(&p, 1, START_TIMEOUT_MS) < 0 && errno == EINTR)
         ;
     n = (p.revents & (POLLIN | POLLHUP)) ? recv(k->ctl, status, STATUS_MAX, 0) : -1;
     if (n <= 0) {
         snprintf(err, errlen, "keyd did not start (no report within %d s)",
                  START_TIMEOUT_MS / 1000);
-        goto fail_child;
+        keyd_stop(k);
+        return -1;
     }
     status[n] = '\0';
     if (strcmp(status, "ok") != 0) {
         snprintf(err, errlen, "%s", strncmp(status, "error: ", 7) == 0 ? status + 7 : status);
-        goto fail_child;
+        keyd_stop(k);
+        return -1;
     }
-    if (channel != NULL)
-        *channel = ch[0];
     return 0;
+}
 
-fail_child:
-    keyd_stop(k);
-fail:
-    if (ctl[0] >= 0) close(ctl[0]);
-    if (ctl[1] >= 0) close(ctl[1]);
-    if (ch[0] >= 0) close(ch[0]);
-    if (ch[1] >= 0) close(ch[1]);
-    return -1;
+int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
+               int *channel, char *err, size_t errlen)
+{
+    if (keyd_spawn(cfg, one_shot, k, channel, err, errlen) < 0)
+        return -1;
+    if (keyd_await(k, err, errlen) < 0) {
+        if (channel != NULL && *channel >= 0)
+            close(*channel);
+        if (channel != NULL)
+            *channel = -1;
+        return -1;
+    }
+    return 0;
 }
 
 /* Makes up to KEYD_POOL channels and hands keyd its ends in one message,

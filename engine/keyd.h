@@ -26,6 +26,14 @@ struct keyd {
 int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
                int *channel, char *err, size_t errlen);
 
+/* keyd_start in two halves, so that the caller can work while keyd loads
+ * its keys: keyd_spawn forks it (0, or -1 with the reason in err);
+ * keyd_await waits for its report (0, or -1 with keyd's reason in err,
+ * keyd stopped; the caller closes *channel). */
+int keyd_spawn(const struct engine_config *cfg, int one_shot, struct keyd *k,
+               int *channel, char *err, size_t errlen);
+int keyd_await(struct keyd *k, char *err, size_t errlen);
+
 /* Master: a channel for one worker: a socketpair whose other end keyd
  * has.  They are made KEYD_POOL at a time (one message to keyd for all).
  * Returns the worker's end (O_CLOEXEC; the caller closes it) or -1. */

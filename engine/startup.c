@@ -32,7 +32,7 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
                                    struct keyd *keyd, int one_shot,
                                    int *channel)
 {
-    char err[512];
+    char err[512], kerr[sizeof err];
     struct tls_context *tls;
 
     log_setup(cfg->progname, cfg->verbosity);
@@ -60,18 +60,28 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
     if (cfg->bench_key_in_worker) {
         log_line(LOG_ERROR, "warning: UCSPITLS_BENCH_KEY_IN_WORKER=1: no keyd, "
                             "the private key is in every worker (benchmarks only)");
-    } else if (keyd_start(cfg, one_shot, keyd, channel, err, sizeof err) < 0) {
+    } else if (keyd_spawn(cfg, one_shot, keyd, channel, err, sizeof err) < 0) {
         log_line(LOG_ERROR, "fatal: %s", err);
         return NULL;
     }
     /* -3: the password was keyd's to read; nobody else keeps fd 3 */
     if (cfg->key_password_fd3)
         close(3);
+    /* While keyd loads its keys (on the other core, if there is one), the
+     * certificates and the context; then keyd's report.  When both fail,
+     * keyd's reason is the one given, as if it had been waited for first. */
     tls = tlsctx_new(cfg, err, sizeof err);
-    if (tls == NULL)
-        goto fail;
     /* the workers' seccomp filter, built once here instead of in each */
-    if (sandbox_seccomp_prepare(SANDBOX_ROLE_WORKER, tlsctx_ktls(tls), err, sizeof err) < 0)
+    if (tls != NULL &&
+        sandbox_seccomp_prepare(SANDBOX_ROLE_WORKER, tlsctx_ktls(tls), err, sizeof err) < 0) {
+        tlsctx_free(tls);
+        tls = NULL;
+    }
+    if (!cfg->bench_key_in_worker && keyd_await(keyd, kerr, sizeof kerr) < 0) {
+        memcpy(err, kerr, sizeof err);
+        goto fail;
+    }
+    if (tls == NULL)
         goto fail;
     if (!one_shot)
         engine_warm_up(cfg, tls, keyd);

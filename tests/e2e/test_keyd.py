@@ -683,6 +683,26 @@ class BadKeyConfigTest(KeydTest):
         self.assert_fails_naming(self.env(KEYFILE=rsa), rsa, "does not match")
         self.assert_fails_naming(self.env(KEYFILE=other), other, "does not match", name="tlsd")
 
+    def test_context_error_while_keyd_loads(self):
+        # keyd loads its keys while the front end makes its context: when
+        # only the context fails, keyd (whose key is fine) must be stopped
+        # too; when both fail, keyd's reason is the one given.
+        # communicate() in run_fatal returns only once every holder of the
+        # front end's stderr has gone, keyd included.
+        for name in ("tlsserver", "tlsd"):
+            with self.subTest(name=name, failing="context"):
+                rc, out, lines, took, _ = self.run_fatal(
+                    self.env(CIPHERS="NO-SUCH-CIPHER"), name=name)
+                self.assertEqual(rc, EXIT_TEMPORARY, lines)
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn("$CIPHERS", lines[0])
+                self.assertLess(took, 5, "keyd outlived the front end?")
+                self.assert_no_app_run()
+            with self.subTest(name=name, failing="both"):
+                _, other = _KEYS["other-p256"]
+                self.assert_fails_naming(self.env(KEYFILE=other, CIPHERS="NO-SUCH-CIPHER"),
+                                         other, "does not match", name=name)
+
     def test_encrypted_key_fails_without_prompt(self):
         path = os.path.join(self.tmp, "encrypted-key.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
