@@ -9,6 +9,9 @@
 #   hitch       hitch, to a TCP backend: the application under tcpserver
 #   ceiling     bench/tls-ceiling: a bare OpenSSL server that does the
 #               application's work from/into memory, no relay (the ceiling)
+#   ceil+app    (handshakes only, with ceiling) the same, spawning /bin/true
+#               per connection after the handshake: the least a server that
+#               runs an application per connection can spend
 # and measures, with bench/tlsbench as the client (TLS 1.3,
 # TLS_AES_128_GCM_SHA256), in interleaved rounds (round-robin over the
 # servers, the first server rotating each round), medians reported:
@@ -20,6 +23,11 @@
 #   key isolation: tlsserver with keyd against UCSPITLS_BENCH_KEY_IN_WORKER=1
 # then prints one table per measurement with the ratio of each server to
 # each other one, and the project's targets.  Nothing is asserted.
+#
+# Server CPU is read from a cgroup made for each server (as root, cgroup v2
+# cpu.stat or v1 cpuacct): every process the server started counts, those
+# re-parented to init too (tlsd's keyd).  Where no cgroup can be made, from
+# the server's living process tree in /proc (re-parented processes missed).
 #
 # Environment:
 #   BENCH_QUICK=1         a ~2 minute smoke run (smaller, fewer, shorter)
@@ -104,6 +112,9 @@ for s in $WANT_SERVERS; do
 done
 [ ${#SERVERS[@]} -gt 0 ] || die "no server to measure"
 has() { local x; for x in "${SERVERS[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
+# handshakes also measure ceil+app (tls-ceiling spawning /bin/true)
+HS_SERVERS=("${SERVERS[@]}")
+has ceiling && HS_SERVERS+=("ceil+app")
 
 # Room for BENCH_CONNS connections in the client, stunnel and hitch.
 hard=$(ulimit -Hn)
@@ -123,8 +134,14 @@ mkdir -p "$W/bin" "$W/log"
 ln -s "$BUILD/cmd/tlsserver" "$W/bin/tlsserver"
 ln -s "$BUILD/cmd/tlsd" "$W/bin/tlsd"
 for b in tlsbench tls-ceiling bench-gen bench-sink; do ln -s "$BUILD/bench/$b" "$W/bin/$b"; done
-ln -s "$(command -v true)" "$W/bin/true"
-ln -s "$(command -v cat)" "$W/bin/cat"
+# the applications: files, not shell builtins ("command -v true" names the
+# builtin, and a link to "true" is a loop that no server can exec)
+for p in true cat; do
+    f=$(type -P "$p") || die "no $p program in PATH"
+    ln -s "$f" "$W/bin/$p"
+done
+"$W/bin/true" </dev/null || die "$W/bin/true does not run"
+[ "$(echo ok | "$W/bin/cat")" = ok ] || die "$W/bin/cat does not run"
 RESULTS=$W/results.tsv
 : >"$RESULTS"
 
@@ -144,6 +161,52 @@ kill_groups() {
     wait 2>/dev/null
 }
 
+# ------------------------------------------------------ CPU accounting
+
+CG_BASE="" CG_KIND=""
+declare -A CG
+cg_init() { # a cgroup directory of ours, if this machine lets us make one
+    local m d
+    for m in "cgroup2 v2" "cpuacct v1"; do
+        set -- $m
+        if [ "$1" = cgroup2 ]; then
+            d=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+        else
+            d=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpuacct(,|$)/ { print $2; exit }' /proc/mounts)
+        fi
+        [ -n "$d" ] || continue
+        d=$d/ucspitls-bench.$$
+        mkdir "$d" 2>/dev/null || continue
+        mkdir "$d/probe" 2>/dev/null &&
+            sh -c 'echo $$ >"$0/cgroup.procs"' "$d/probe" 2>/dev/null &&
+            rmdir "$d/probe" && { CG_BASE=$d CG_KIND=$2; return; }
+        rmdir "$d/probe" "$d" 2>/dev/null
+    done
+}
+cg_remove() {
+    local d
+    [ -n "$CG_BASE" ] || return 0
+    for d in "$CG_BASE"/*/; do
+        [ -d "$d" ] || continue
+        [ -w "$d/cgroup.kill" ] && echo 1 >"$d/cgroup.kill" 2>/dev/null
+        for _ in $(seq 20); do rmdir "$d" 2>/dev/null && break; sleep 0.1; done
+    done
+    rmdir "$CG_BASE" 2>/dev/null
+}
+
+# launch CGROUP CMD...: exec CMD in a new session, in CGROUP (made here)
+# when there are cgroups.  Call it in the background: $! is then CMD's pid.
+launch() {
+    local cg=$1
+    shift
+    if [ -n "$CG_BASE" ]; then
+        mkdir -p "$CG_BASE/$cg"
+        exec setsid sh -c 'echo $$ >"$0/cgroup.procs" || echo "bench: cannot join cgroup $0" >&2; exec "$@"' \
+            "$CG_BASE/$cg" "$@"
+    fi
+    exec setsid "$@"
+}
+
 # Processes whose command line names $W, except this script's own.
 stray_pids() {
     local f pid
@@ -159,6 +222,7 @@ cleanup() {
     trap - EXIT INT TERM HUP
     kill_groups
     for p in $(stray_pids); do kill -KILL "$p" 2>/dev/null; done
+    cg_remove
     if [ "${BENCH_KEEP:-0}" = 1 ] || [ $rc != 0 ]; then
         note "work directory kept: $W"
     else
@@ -167,6 +231,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
+cg_init
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
@@ -223,10 +288,11 @@ declare -A PORT ROOT APPROOT
 
 # start_server NAME KIND: KIND is gen, sink, true or cat (the application).
 start_server() {
-    local name=$1 kind=$2 port log app=() bport conf
+    local name=$1 kind=$2 port log app=() bport conf cg=$1-$2
     free_port
     port=$FREE_PORT
     log=$W/log/$name-$kind.log
+    CG[$name]=$cg
     case $kind in
     gen) app=("$W/bin/bench-gen" "$BYTES") ;;
     sink) app=("$W/bin/bench-sink" "$BYTES") ;;
@@ -237,11 +303,11 @@ start_server() {
     tlsserver | tlsserver-nokeyd)
         local env=(CERTFILE="$W/cert.pem" KEYFILE="$W/key.pem")
         [ "$name" = tlsserver-nokeyd ] && env+=(UCSPITLS_BENCH_KEY_IN_WORKER=1)
-        env "${env[@]}" setsid "$W/bin/tlsserver" -c $((CONNS + 100)) -b 1024 \
+        launch "$cg" env "${env[@]}" "$W/bin/tlsserver" -c $((CONNS + 100)) -b 1024 \
             127.0.0.1 "$port" "${app[@]}" </dev/null >/dev/null 2>>"$log" &
         ;;
     tlsd)
-        CERTFILE="$W/cert.pem" KEYFILE="$W/key.pem" setsid "$TCPSERVER" -R -H -l 0 \
+        CERTFILE="$W/cert.pem" KEYFILE="$W/key.pem" launch "$cg" "$TCPSERVER" -R -H -l 0 \
             -c $((CONNS + 100)) -b 1024 127.0.0.1 "$port" "$W/bin/tlsd" "${app[@]}" \
             </dev/null >/dev/null 2>>"$log" &
         ;;
@@ -260,12 +326,12 @@ start_server() {
             echo "execArgs = ${app[*]}"
             echo "socket = l:TCP_NODELAY=1"
         } >"$conf"
-        setsid "$STUNNEL" "$conf" </dev/null >/dev/null 2>>"$log" &
+        launch "$cg" "$STUNNEL" "$conf" </dev/null >/dev/null 2>>"$log" &
         ;;
     hitch)
         free_port
         bport=$FREE_PORT
-        setsid "$TCPSERVER" -R -H -l 0 -c $((CONNS + 100)) -b 1024 127.0.0.1 "$bport" \
+        launch "$cg" "$TCPSERVER" -R -H -l 0 -c $((CONNS + 100)) -b 1024 127.0.0.1 "$bport" \
             "${app[@]}" </dev/null >/dev/null 2>>"$W/log/hitch-backend-$kind.log" &
         APPROOT[$name]=$!
         PGIDS+=($!)
@@ -282,12 +348,16 @@ start_server() {
             echo "group = \"$HITCH_GROUP\""
             echo "tls-protos = TLSv1.2 TLSv1.3"
         } >"$conf"
-        setsid "$HITCH" --config="$conf" </dev/null >/dev/null 2>>"$log" &
+        launch "$cg" "$HITCH" --config="$conf" </dev/null >/dev/null 2>>"$log" &
         ;;
     ceiling)
         local mode=$kind
         [ "$kind" = cat ] && mode=echo
-        setsid "$W/bin/tls-ceiling" -w -m "$mode" -n "$BYTES" "$W/cert.pem" "$W/key.pem" \
+        launch "$cg" "$W/bin/tls-ceiling" -w -m "$mode" -n "$BYTES" "$W/cert.pem" "$W/key.pem" \
+            127.0.0.1 "$port" </dev/null >/dev/null 2>>"$log" &
+        ;;
+    ceil+app) # handshakes only (kind true)
+        launch "$cg" "$W/bin/tls-ceiling" -w -m true -x "$W/bin/true" "$W/cert.pem" "$W/key.pem" \
             127.0.0.1 "$port" </dev/null >/dev/null 2>>"$log" &
         ;;
     esac
@@ -320,28 +390,28 @@ parse_kv() { # the key=value line of tlsbench into KV
 
 # client TEST SERVER ROUND tlsbench-args... : runs one measurement; the
 # key=value line lands in KV, and the server's CPU time during it (ticks)
-# in KV[server_ticks]; returns tlsbench's exit code.
+# in KV[server_us]; returns tlsbench's exit code.
 client() {
     local test=$1 server=$2 round=$3 out rc t0 t1
     shift 3
-    t0=$(cpu_ticks "$server")
+    t0=$(cpu_us "$server")
     out=$("$W/bin/tlsbench" -q --no-progress "$@" 127.0.0.1 "${PORT[$server]}" \
         2>>"$W/log/client-$server.log")
     rc=$?
     sleep 0.1 # the last connection's processes end and are reaped
-    t1=$(cpu_ticks "$server")
+    t1=$(cpu_us "$server")
     parse_kv "$(printf '%s\n' "$out" | grep '^mode=' | tail -n 1)"
-    KV[server_ticks]=$((t1 - t0))
+    KV[server_us]=$((t1 - t0))
     if [ $rc != 0 ]; then
         note "  $test $server round $round: tlsbench exited $rc: $(tail -n 1 "$W/log/client-$server.log")"
     fi
     return $rc
 }
 
-# per_unit TICKS UNITS SCALE: ticks converted to seconds, times SCALE,
+# per_unit MICROSECONDS UNITS SCALE: converted to seconds, times SCALE,
 # divided by UNITS.
 per_unit() {
-    awk -v t="$1" -v n="$2" -v k="$3" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.4f\n", t / hz * k / n }'
+    awk -v t="$1" -v n="$2" -v k="$3" 'BEGIN { if (n > 0) printf "%.4f\n", t / 1e6 * k / n }'
 }
 
 record() { # TEST SERVER ROUND VALUE
@@ -364,12 +434,12 @@ measure_handshakes() { # TEST SERVER ROUND [--resume]
     shift 3
     if client "$test" "$s" "$r" -P $HS_PROCS -t "$HS_SECS" "$@" handshake; then
         record "$test" "$s" "$r" "${KV[rate_per_sec]}"
-        record "${test}_cpu" "$s" "$r" "$(per_unit "${KV[server_ticks]}" "${KV[connections]}" 1000)"
+        record "${test}_cpu" "$s" "$r" "$(per_unit "${KV[server_us]}" "${KV[connections]}" 1000)"
         [ "$test" = hs_resumed ] && record hs_resumed_fraction "$s" "$r" "${KV[resumed_fraction]}"
         local extra=""
         [ "$test" = hs_resumed ] && extra=" (resumed fraction ${KV[resumed_fraction]})"
         [ "${KV[errors]:-0}" != 0 ] && extra+=", ${KV[errors]} failed"
-        note "  [$test $r/$ROUNDS] $s: ${KV[rate_per_sec]}/s$extra; server CPU $(per_unit "${KV[server_ticks]}" "${KV[connections]}" 1000) ms/connection"
+        note "  [$test $r/$ROUNDS] $s: ${KV[rate_per_sec]}/s$extra; server CPU $(per_unit "${KV[server_us]}" "${KV[connections]}" 1000) ms/connection"
     fi
 }
 
@@ -377,8 +447,8 @@ measure_bulk() { # TEST(download|upload) SERVER ROUND
     local test=$1 s=$2 r=$3
     if client "$test" "$s" "$r" -n "$BYTES" "$test" && [ "${KV[verified]:-}" = yes ]; then
         record "$test" "$s" "$r" "${KV[gbps]}"
-        record "${test}_cpu" "$s" "$r" "$(per_unit "${KV[server_ticks]}" "${KV[bytes]}" 1e9)"
-        note "  [$test $r/$ROUNDS] $s: ${KV[gbps]} GB/s, verified; server CPU $(per_unit "${KV[server_ticks]}" "${KV[bytes]}" 1e9) s/GB"
+        record "${test}_cpu" "$s" "$r" "$(per_unit "${KV[server_us]}" "${KV[bytes]}" 1e9)"
+        note "  [$test $r/$ROUNDS] $s: ${KV[gbps]} GB/s, verified; server CPU $(per_unit "${KV[server_us]}" "${KV[bytes]}" 1e9) s/GB"
     else
         note "  [$test $r/$ROUNDS] $s: failed or not verified (${KV[verified]:-no result})"
     fi
@@ -413,16 +483,27 @@ tree_of() {
         }'
 }
 
-# cpu_ticks NAME: CPU time (clock ticks) the server's processes have used,
-# the applications included: utime+stime+cutime+cstime of every living
-# process of the tree.  Every server waits for its children, so the time
-# of a finished connection (worker, app) is in its parent's cutime/cstime.
-# Read between measurements, when no connection is in flight.
-cpu_ticks() {
-    local files=() p
+# cpu_us NAME: CPU time (microseconds) the server's processes have used,
+# the applications included.  From the server's cgroup when there is one;
+# otherwise utime+stime+cutime+cstime of every living process of the tree
+# (every server waits for its children, so the time of a finished
+# connection is in its parent's cutime/cstime; processes re-parented to
+# init are missed).  Read between measurements, when no connection is in
+# flight.
+cpu_us() {
+    local files=() p d=$CG_BASE/${CG[$1]:-none}
+    if [ -n "$CG_BASE" ] && [ -d "$d" ]; then
+        if [ "$CG_KIND" = v2 ]; then
+            awk '$1 == "usage_usec" { print $2 }' "$d/cpu.stat"
+        else
+            awk '{ printf "%d\n", $1 / 1000 }' "$d/cpuacct.usage"
+        fi
+        return
+    fi
     while read -r p _; do files+=("/proc/$p/stat"); done < <(tree_of "$1")
     cat "${files[@]}" 2>/dev/null |
-        awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); t += f[12] + f[13] + f[14] + f[15] } END { print t + 0 }'
+        awk -v hz="$CLK_TCK" '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); t += f[12] + f[13] + f[14] + f[15] }
+            END { printf "%d\n", t * 1e6 / hz }'
 }
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
@@ -535,15 +616,19 @@ fmt() { # VALUE PRINTF-FORMAT
 }
 
 declare -A MED
-# table TEST TITLE FORMAT [resumed]: one table with ratio columns.
+# table TEST TITLE FORMAT [SERVER...]: one table with ratio columns, for
+# the given servers (default: all but the handshake-only ceil+app).
 table() {
     local test=$1 title=$2 f=$3 s p line v
+    shift 3
+    local list=("$@")
+    [ ${#list[@]} -gt 0 ] || list=("${SERVERS[@]}")
     echo
     echo "$title"
     printf '  %-11s %9s  %-19s' server median "range (n)"
-    for p in "${SERVERS[@]}"; do printf ' %9s' "/$p"; done
+    for p in "${list[@]}"; do printf ' %9s' "/$p"; done
     echo
-    for s in "${SERVERS[@]}"; do
+    for s in "${list[@]}"; do
         v=$(median "$test" "$s")
         if [ "$test" = hs_resumed ] && [ -n "$v" ]; then
             local fr
@@ -552,10 +637,10 @@ table() {
         fi
         MED[$test,$s]=$v
     done
-    for s in "${SERVERS[@]}"; do
+    for s in "${list[@]}"; do
         v=${MED[$test,$s]}
         line=$(printf '  %-11s %9s  %-19s' "$s" "$(fmt "$v" "$f")" "$(range "$test" "$s" "$f") ($(count "$test" "$s"))")
-        for p in "${SERVERS[@]}"; do line+=$(printf ' %9s' "$(ratio "$v" "${MED[$test,$p]}")"); done
+        for p in "${list[@]}"; do line+=$(printf ' %9s' "$(ratio "$v" "${MED[$test,$p]}")"); done
         echo "$line"
     done
 }
@@ -576,7 +661,8 @@ report() {
     [ -n "$STUNNEL" ] && echo "stunnel: $("$STUNNEL" -version 2>&1 | grep -m1 '^stunnel' | cut -d' ' -f1-2)"
     [ -n "$HITCH" ] && echo "hitch:   $("$HITCH" --version 2>&1 | head -n 1)"
     echo "servers: tlsserver -c $((CONNS + 100)) (immediate mode); tlsd under tcpserver; stunnel exec mode;"
-    echo "         hitch workers=$(nproc) to the app under tcpserver; ceiling = bench/tls-ceiling (fork per connection)"
+    echo "         hitch workers=$(nproc) to the app under tcpserver; ceiling = bench/tls-ceiling (fork per connection);"
+    echo "         ceil+app = tls-ceiling -x /bin/true (handshakes only)"
     echo "client: tlsbench, TLS 1.3 TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate, loopback"
     echo "rounds: $ROUNDS interleaved (median shown, range of the rounds and their count in brackets);"
     echo "        bulk $BYTES bytes; handshakes ${HS_SECS} s x $HS_PROCS client processes; echo $PINGS round trips"
@@ -584,9 +670,9 @@ report() {
 
     table download "(a) bulk download through the server, GB/s (higher is better)" %.3f
     table upload "(a) bulk upload through the server, GB/s (higher is better)" %.3f
-    table hs_full "(b) full handshakes/s, app /bin/true, $HS_PROCS client processes (higher is better)" %.1f
-    table hs_resumed "(c) resumed handshakes/s (TLS 1.3 ticket; n/a: the server resumed < 50%) (higher is better)" %.1f
-    echo "  resumed fraction:$(for s in "${SERVERS[@]}"; do printf ' %s %s' "$s" "$(fmt "$(median hs_resumed_fraction "$s")" %.2f)"; done)"
+    table hs_full "(b) full handshakes/s, app /bin/true, $HS_PROCS client processes (higher is better)" %.1f "${HS_SERVERS[@]}"
+    table hs_resumed "(c) resumed handshakes/s (TLS 1.3 ticket; n/a: the server resumed < 50%) (higher is better)" %.1f "${HS_SERVERS[@]}"
+    echo "  resumed fraction:$(for s in "${HS_SERVERS[@]}"; do printf ' %s %s' "$s" "$(fmt "$(median hs_resumed_fraction "$s")" %.2f)"; done)"
     table echo_median "(d) 1-byte echo through cat, median round trip, us (lower is better)" %.1f
     table echo_p99 "(d) 1-byte echo through cat, p99 round trip, us (lower is better)" %.1f
 
@@ -610,14 +696,22 @@ report() {
     echo "  ratio columns compare the TLS side."
 
     echo
-    echo "server CPU: all the server's processes, the application's included (from /proc/PID/stat; lower is better)"
+    if [ -n "$CG_BASE" ]; then
+        echo "server CPU: every process the server started, the application's included (cgroup $CG_KIND; lower is better)"
+    else
+        echo "server CPU: the server's process tree, the application's included (/proc/PID/stat; processes"
+        echo "re-parented to init, such as tlsd's keyd, are missed; lower is better)"
+    fi
     printf '  %-11s %14s %14s %16s %16s\n' server "download s/GB" "upload s/GB" "full hs ms/conn" "resumed ms/conn"
-    for s in "${SERVERS[@]}"; do
-        printf '  %-11s %14s %14s %16s %16s\n' "$s" "$(fmt "$(median download_cpu "$s")" %.3f)" \
-            "$(fmt "$(median upload_cpu "$s")" %.3f)" "$(fmt "$(median hs_full_cpu "$s")" %.3f)" \
+    for s in "${HS_SERVERS[@]}"; do
+        local dl ul
+        dl=$(fmt "$(median download_cpu "$s")" %.3f) ul=$(fmt "$(median upload_cpu "$s")" %.3f)
+        [ "$s" = "ceil+app" ] && dl=- ul=-
+        printf '  %-11s %14s %14s %16s %16s\n' "$s" "$dl" "$ul" "$(fmt "$(median hs_full_cpu "$s")" %.3f)" \
             "$(fmt "$(median hs_resumed_cpu "$s")" %.3f)"
     done
-    echo "  (the ceiling runs no application: its figures leave out what an application costs)"
+    echo "  (the ceiling runs no application: its figures leave out what an application costs;"
+    echo "  ceil+app spawns /bin/true per connection: what an application costs at the least)"
 
     if has tlsserver; then
         local k n kr kc nc kcr
@@ -646,6 +740,10 @@ report() {
         has ceiling && target_line "bulk upload: tlsserver / ceiling" "$(ratio "${MED[upload,tlsserver]}" "${MED[upload,ceiling]}")" ">=" 0.85
         has stunnel && target_line "bulk upload: tlsserver / stunnel" "$(ratio "${MED[upload,tlsserver]}" "${MED[upload,stunnel]}")" ">=" 2
         has stunnel && target_line "full handshakes: tlsserver / stunnel (exec mode)" "$(ratio "${MED[hs_full,tlsserver]}" "${MED[hs_full,stunnel]}")" ">=" 1.5
+        has stunnel && has ceiling && printf '  %-52s %8s   (reference: no relay, no lock-in, no keyd)\n' \
+            "full handshakes: ceil+app / stunnel (exec mode)" "$(ratio "${MED[hs_full,ceil+app]}" "${MED[hs_full,stunnel]}")"
+        has ceiling && printf '  %-52s %8s\n' "full handshakes: tlsserver / ceil+app" \
+            "$(ratio "${MED[hs_full,tlsserver]}" "${MED[hs_full,ceil+app]}")"
         target_line "idle connection: tlsserver worker Private_Dirty, KiB" "$(fmt "$(median mem_worker_pd tlsserver)" %d | sed 's/^fail$/-/')" "<=" 256
         target_line "key isolation: handshakes/s lost, % (per-round)" "${KEYCOST:--}" "<" 3
         target_line "key isolation: server CPU added, % (per-round)" "${KEYCPU:--}" "<" 3
@@ -661,14 +759,15 @@ START=$SECONDS
 # (b), (c), key isolation: application /bin/true
 extra=()
 has tlsserver && extra=(tlsserver-nokeyd)
+has ceiling && extra+=("ceil+app")
 start_all true "${extra[@]}"
 note "(b) full handshakes"
 for ((r = 1; r <= ROUNDS; r++)); do
-    for s in $(rotated "$r" "${SERVERS[@]}"); do measure_handshakes hs_full "$s" "$r"; done
+    for s in $(rotated "$r" "${HS_SERVERS[@]}"); do measure_handshakes hs_full "$s" "$r"; done
 done
 note "(c) resumed handshakes"
 for ((r = 1; r <= ROUNDS; r++)); do
-    for s in $(rotated "$r" "${SERVERS[@]}"); do measure_handshakes hs_resumed "$s" "$r" --resume; done
+    for s in $(rotated "$r" "${HS_SERVERS[@]}"); do measure_handshakes hs_resumed "$s" "$r" --resume; done
 done
 if has tlsserver; then
     note "key isolation: tlsserver with keyd against the key in the worker"
@@ -676,8 +775,8 @@ if has tlsserver; then
         for s in $(rotated "$r" tlsserver tlsserver-nokeyd); do
             if client hs_keyd "$s" "$r" -P $HS_PROCS -t "$KEY_SECS" handshake; then
                 record hs_keyd "$s" "$r" "${KV[rate_per_sec]}"
-                record hs_keyd_cpu "$s" "$r" "$(per_unit "${KV[server_ticks]}" "${KV[connections]}" 1000)"
-                note "  [key $r/$KEY_ROUNDS] $s: ${KV[rate_per_sec]}/s; server CPU $(per_unit "${KV[server_ticks]}" "${KV[connections]}" 1000) ms/connection"
+                record hs_keyd_cpu "$s" "$r" "$(per_unit "${KV[server_us]}" "${KV[connections]}" 1000)"
+                note "  [key $r/$KEY_ROUNDS] $s: ${KV[rate_per_sec]}/s; server CPU $(per_unit "${KV[server_us]}" "${KV[connections]}" 1000) ms/connection"
             fi
         done
     done

@@ -5,7 +5,7 @@
  * connection, from a parent that made the SSL_CTX (and so the ticket keys)
  * once.
  *
- * usage: tls-ceiling [-1] [-w] -m MODE [-n BYTES] CERTFILE KEYFILE HOST PORT
+ * usage: tls-ceiling [-1] [-w] [-x PROG] -m MODE [-n BYTES] CERTFILE KEYFILE HOST PORT
  *   MODE gen   write BYTES of the benchmark stream (stream.h), then close
  *        sink  read BYTES (or to EOF) and answer as bench-sink does
  *        echo  send back what arrives, until EOF
@@ -14,11 +14,17 @@
  *   -w   warm up: one TLS 1.3 handshake with itself, in memory, before the
  *        first fork, so that OpenSSL's lazily filled caches (algorithm
  *        fetches, key schedule methods) are inherited warm by every child
+ *   -x PROG  after the handshake, run PROG (no arguments, /dev/null as its
+ *        stdin and stdout) and wait for it before going on: the least an
+ *        application per connection costs (posix_spawn, the cheapest spawn
+ *        there is, from the connection's process).  The benchmark's
+ *        "ceiling+app" for handshakes: -m true -x /bin/true
  *
  * Exit codes: 100 usage, 111 start-up failure; it runs until killed. */
 #include "stream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -26,6 +32,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +48,7 @@ enum mode { MODE_GEN, MODE_SINK, MODE_ECHO, MODE_TRUE };
 
 static _Noreturn void usage(void)
 {
-    fputs("usage: tls-ceiling [-1] [-w] -m gen|sink|echo|true [-n BYTES] CERTFILE KEYFILE HOST PORT\n",
+    fputs("usage: tls-ceiling [-1] [-w] [-x PROG] -m gen|sink|echo|true [-n BYTES] CERTFILE KEYFILE HOST PORT\n",
           stderr);
     exit(100);
 }
@@ -176,13 +183,39 @@ static int write_all(SSL *ssl, const unsigned char *p, size_t n)
 }
 
 /* One connection, in its own process; returns the exit status. */
-static int serve(SSL *ssl, enum mode mode, uint64_t bytes)
+extern char **environ;
+
+/* -x: PROG with /dev/null as fds 0 and 1, waited for.  0, or -1. */
+static int run_app(const char *prog)
+{
+    char *argv[] = {(char *)prog, NULL};
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int st, rc;
+
+    if (posix_spawn_file_actions_init(&fa) != 0)
+        return -1;
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    rc = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return -1;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int serve(SSL *ssl, enum mode mode, uint64_t bytes, const char *app)
 {
     static struct stream s;
     static unsigned char buf[CEIL_BUF];
     uint64_t off = 0;
 
     if (SSL_accept(ssl) != 1)
+        return 1;
+    if (app != NULL && run_app(app) < 0)
         return 1;
     switch (mode) {
     case MODE_GEN:
@@ -251,12 +284,14 @@ int main(int argc, char **argv)
     enum mode mode = MODE_TRUE;
     uint64_t bytes = UINT64_MAX;
     int c, print = 0, warm = 0, mode_set = 0, lfd;
+    const char *app = NULL;
     SSL_CTX *ctx;
 
-    while ((c = getopt(argc, argv, "1wm:n:")) != -1) {
+    while ((c = getopt(argc, argv, "1wm:n:x:")) != -1) {
         switch (c) {
         case '1': print = 1; break;
         case 'w': warm = 1; break;
+        case 'x': app = optarg; break;
         case 'm':
             mode_set = 1;
             if (strcmp(optarg, "gen") == 0) mode = MODE_GEN;
@@ -314,7 +349,7 @@ int main(int argc, char **argv)
             ssl = SSL_new(ctx);
             if (ssl == NULL || SSL_set_fd(ssl, fd) != 1)
                 _exit(111);
-            _exit(serve(ssl, mode, bytes));
+            _exit(serve(ssl, mode, bytes, app));
         }
         close(fd);
     }
