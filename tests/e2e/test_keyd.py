@@ -468,6 +468,28 @@ class SignatureSchemeTest(KeydTest):
         self.check_schemes("ed25519")
 
 
+class KeydPriorityTest(KeydTest):
+    """keyd answers every handshake: it runs at a higher priority (nice
+    -10) than the master and the workers, which keep the nice value they
+    were started with."""
+
+    @staticmethod
+    def nice(pid):
+        return os.getpriority(os.PRIO_PROCESS, pid)
+
+    def test_keyd_runs_before_workers(self):
+        srv = self.start()
+        conn = self.connect(srv.port)
+        self.addCleanup(conn.close)
+        tls = harness.TLSConn(conn, client_context(srv.cert))
+        tls.handshake()
+        worker, _ = self.connection_processes(srv)
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        self.assertEqual(self.nice(srv.keyd), -10)
+        self.assertEqual(self.nice(srv.pid), mine)
+        self.assertEqual(self.nice(worker), mine)
+
+
 # ============================================================ 3. keyd dies or hangs
 
 class KeydFailureTest(KeydTest):
