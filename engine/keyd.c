@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define STATUS_MAX 512
-#define KEYD_NICE (-10)
+#define KEYD_NICE_BOOST 10 /* nice steps above the process that started keyd */
 #define START_TIMEOUT_MS 10000
 
 struct channel {
@@ -386,11 +386,20 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
     signal(SIGCHLD, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_IGN); /* the master decides; Ctrl-C reaches it */
-    /* Every handshake waits for keyd, which works about 0.1 ms per
-     * signature: a higher priority than the workers' lets it answer as
-     * soon as it is woken instead of at its turn on busy cores.  keyd
-     * does one signature per connection, so this cannot starve anyone. */
-    (void)setpriority(PRIO_PROCESS, 0, KEYD_NICE);
+    /* Every handshake waits for keyd (about 0.1 ms of work for ECDSA):
+     * a higher priority than the workers' lets it answer as soon as it
+     * is woken instead of at its turn on busy cores.  Relative to the
+     * nice value the server was started with, so an operator's `nice`
+     * still moves keyd with the rest; where it may not (not root), keyd
+     * keeps that value. */
+    {
+        int base;
+        errno = 0;
+        base = getpriority(PRIO_PROCESS, 0);
+        if (errno == 0)
+            (void)setpriority(PRIO_PROCESS, 0,
+                              base - KEYD_NICE_BOOST < -20 ? -20 : base - KEYD_NICE_BOOST);
+    }
     /* tlsd's fds 0/1 are the client's connection: not keyd's business */
     devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0) {
@@ -480,9 +489,17 @@ int keyd_spawn(const struct engine_config *cfg, int one_shot, struct keyd *k,
     if (ch[1] >= 0)
         close(ch[1]);
     if (one_shot) {
-        int st;
+        int st = 0;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            /* the intermediate could not fork keyd itself */
+            snprintf(err, errlen, "keyd: fork failed");
+            close(ctl[0]);
+            if (ch[0] >= 0)
+                close(ch[0]);
+            return -1;
+        }
         pid = -1; /* keyd itself is init's child; it ends with its channel */
     }
     k->pid = pid;

@@ -1,8 +1,10 @@
 /* The built-in provider behind private-key handles (see keyprov.h).
  *
  * Key management keeps, per key, the public key as an ordinary OpenSSL key
- * (in the provider's own library context, with only the default provider)
- * and the keyd key id; every public operation (parameters, matching the
+ * whose operations are the default provider's (for a handle, a reference to
+ * the certificate's key; for a key imported from another provider, one made
+ * in OpenSSL's default library context, which never has this provider) and
+ * the keyd key id; every public operation (parameters, matching the
  * certificate) is delegated to that public key.  The signature operation
  * knows no private key: it names a scheme and forwards the bytes to keyd. */
 #include "keyprov.h"

@@ -468,26 +468,44 @@ class SignatureSchemeTest(KeydTest):
         self.check_schemes("ed25519")
 
 
+def nice(pid):
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+def keyd_nice(base):
+    """keyd's nice value for a server started at base: 10 steps higher
+    priority, at most -20."""
+    return max(base - 10, -20)
+
+
 class KeydPriorityTest(KeydTest):
-    """keyd answers every handshake: it runs at a higher priority (nice
-    -10) than the master and the workers, which keep the nice value they
-    were started with."""
+    """keyd answers every handshake: it runs 10 nice steps above the master
+    and the workers, which keep the nice value they were started with, and
+    moves with an operator's nice(1)."""
 
-    @staticmethod
-    def nice(pid):
-        return os.getpriority(os.PRIO_PROCESS, pid)
-
-    def test_keyd_runs_before_workers(self):
-        srv = self.start()
+    def check_priority(self, base):
+        # the server inherits the nice value it is started with (as from
+        # `nice -n BASE tlsserver ...`); root may come back to 0 after
+        os.setpriority(os.PRIO_PROCESS, 0, base)
+        try:
+            srv = self.start()
+        finally:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
         conn = self.connect(srv.port)
         self.addCleanup(conn.close)
         tls = harness.TLSConn(conn, client_context(srv.cert))
         tls.handshake()
         worker, _ = self.connection_processes(srv)
-        mine = os.getpriority(os.PRIO_PROCESS, 0)
-        self.assertEqual(self.nice(srv.keyd), -10)
-        self.assertEqual(self.nice(srv.pid), mine)
-        self.assertEqual(self.nice(worker), mine)
+        self.assertEqual(nice(srv.pid), base)
+        self.assertEqual(nice(worker), base)
+        self.assertEqual(nice(srv.keyd), keyd_nice(base))
+
+    def test_keyd_runs_before_workers(self):
+        self.check_priority(0)
+
+    def test_keyd_moves_with_nice(self):
+        self.check_priority(15)
+        self.check_priority(-15)  # clamped at -20
 
 
 # ============================================================ 3. keyd dies or hangs
@@ -707,8 +725,8 @@ class BadKeyConfigTest(KeydTest):
 
     def test_context_error_while_keyd_loads(self):
         # keyd loads its keys while the front end makes its context: when
-        # only the context fails, keyd (whose key is fine) must be stopped
-        # too; when both fail, keyd's reason is the one given.
+        # only the context fails, keyd (whose key is fine) must not outlive
+        # the front end; when both fail, keyd's reason is the one given.
         # communicate() in run_fatal returns only once every holder of the
         # front end's stderr has gone, keyd included.
         for name in ("tlsserver", "tlsd"):
@@ -963,6 +981,7 @@ class TlsdTest(KeydTest):
         self.assertTrue(keyd, "no locked-in keyd of tlsd (adopted by init): %r; log:\n%s"
                         % (live_children(tlsd), log()))
         self.assert_key_found(keyd, secrets, "tlsd's keyd")
+        self.assertEqual(nice(keyd), keyd_nice(nice(tlsd)))
 
         conn = harness.TLSConn(sock, client_context(cert))
         conn.handshake()
