@@ -165,17 +165,22 @@ kill_groups() {
 
 CG_BASE="" CG_KIND=""
 declare -A CG
-cg_init() { # a cgroup directory of ours, if this machine lets us make one
+# cg_init: a cgroup directory of ours, if this machine lets us make one,
+# under the cgroup this script runs in (so that the servers stay under the
+# same limits as the client).
+cg_init() {
     local m d
     for m in "cgroup2 v2" "cpuacct v1"; do
         set -- $m
         if [ "$1" = cgroup2 ]; then
             d=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+            [ -n "$d" ] && d=$d$(awk -F: '$1 == "0" && $2 == "" { print $3; exit }' /proc/self/cgroup)
         else
             d=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpuacct(,|$)/ { print $2; exit }' /proc/mounts)
+            [ -n "$d" ] && d=$d$(awk -F: '$2 ~ /(^|,)cpuacct(,|$)/ { print $3; exit }' /proc/self/cgroup)
         fi
-        [ -n "$d" ] || continue
-        d=$d/ucspitls-bench.$$
+        [ -n "$d" ] && [ -d "$d" ] || continue
+        d=${d%/}/ucspitls-bench.$$
         mkdir "$d" 2>/dev/null || continue
         mkdir "$d/probe" 2>/dev/null &&
             sh -c 'echo $$ >"$0/cgroup.procs"' "$d/probe" 2>/dev/null &&
@@ -496,14 +501,14 @@ cpu_us() {
         if [ "$CG_KIND" = v2 ]; then
             awk '$1 == "usage_usec" { print $2 }' "$d/cpu.stat"
         else
-            awk '{ printf "%d\n", $1 / 1000 }' "$d/cpuacct.usage"
+            awk '{ printf "%.0f\n", $1 / 1000 }' "$d/cpuacct.usage"
         fi
         return
     fi
     while read -r p _; do files+=("/proc/$p/stat"); done < <(tree_of "$1")
     cat "${files[@]}" 2>/dev/null |
         awk -v hz="$CLK_TCK" '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); t += f[12] + f[13] + f[14] + f[15] }
-            END { printf "%d\n", t * 1e6 / hz }'
+            END { printf "%.0f\n", t * 1e6 / hz }'
 }
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
