@@ -82,10 +82,12 @@ for b in cmd/tlsserver cmd/tlsd bench/tlsbench bench/tls-ceiling bench/bench-gen
 done
 command -v openssl >/dev/null || die "openssl (the command) is needed to make the certificate"
 
+# what the requested servers need and this machine lacks
+wants() { case " $WANT_SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
 missing=""
-command -v tcpserver >/dev/null || missing="$missing ucspi-tcp"
-command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing="$missing stunnel4"
-command -v hitch >/dev/null || missing="$missing hitch"
+if wants tlsd || wants hitch; then command -v tcpserver >/dev/null || missing="$missing ucspi-tcp"; fi
+if wants stunnel; then command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing="$missing stunnel4"; fi
+if wants hitch; then command -v hitch >/dev/null || missing="$missing hitch"; fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         note "installing:$missing"
@@ -817,4 +819,13 @@ if [ -n "${BENCH_OUT:-}" ]; then
     report | tee "$BENCH_OUT"
 else
     report
+fi
+
+# A server that could not start its application, or died, makes its
+# figures meaningless: say so and fail, after the report.
+bad=$(grep -H -E 'unable to run|unable to set up the app|fatal:' "$W"/log/*.log 2>/dev/null | head -n 5)
+if [ -n "$bad" ]; then
+    note "servers reported errors; their figures are not to be trusted:"
+    printf '%s\n' "$bad" >&2
+    exit 111
 fi
