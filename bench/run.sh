@@ -136,14 +136,6 @@ mkdir -p "$W/bin" "$W/log"
 ln -s "$BUILD/cmd/tlsserver" "$W/bin/tlsserver"
 ln -s "$BUILD/cmd/tlsd" "$W/bin/tlsd"
 for b in tlsbench tls-ceiling bench-gen bench-sink; do ln -s "$BUILD/bench/$b" "$W/bin/$b"; done
-# the applications: files, not shell builtins ("command -v true" names the
-# builtin, and a link to "true" is a loop that no server can exec)
-for p in true cat; do
-    f=$(type -P "$p") || die "no $p program in PATH"
-    ln -s "$f" "$W/bin/$p"
-done
-"$W/bin/true" </dev/null || die "$W/bin/true does not run"
-[ "$(echo ok | "$W/bin/cat")" = ok ] || die "$W/bin/cat does not run"
 RESULTS=$W/results.tsv
 : >"$RESULTS"
 
@@ -242,6 +234,15 @@ cg_init
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+
+# the applications: files, not shell builtins ("command -v true" names the
+# builtin, and a link to "true" is a loop that no server can exec)
+for p in true cat; do
+    f=$(type -P "$p") || die "no $p program in PATH"
+    ln -s "$f" "$W/bin/$p"
+done
+"$W/bin/true" </dev/null || die "$W/bin/true does not run"
+[ "$(echo ok | "$W/bin/cat")" = ok ] || die "$W/bin/cat does not run"
 
 # One throwaway ECDSA P-256 certificate for every server.
 (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
