@@ -29,8 +29,9 @@ pid_t engine_spawn_worker(const struct engine_config *cfg, struct tls_context *t
             return -1;
         }
     }
-    /* the worker's idle stack trim needs its stack's bounds, which only the
-     * unconfined parent can read (once per thread; the child inherits them) */
+    /* the worker's idle stack trim needs its stack's bounds; for the main
+     * thread glibc reads /proc/self/maps to find them: done once here (the
+     * value is kept per thread) and inherited, not again in every worker */
     (void)conn_stack_low();
     pid = fork();
     if (pid < 0) {
