@@ -44,8 +44,12 @@ struct keydata {
 
 /* ---- the channel to keyd (one per process) ---- */
 
-static int keyd_fd = -1;
-static int keyd_timeout_ms = 5000;
+/* Thread-local only for where it lives: in the thread's TLS block, which
+ * every process writes anyway (errno), and not on a data page that a worker
+ * setting its channel would copy from the master and keep for the
+ * connection's life.  One thread per process uses it (the engine's). */
+static __thread int keyd_fd = -1;
+static __thread int keyd_timeout_ms = 5000;
 
 void keyprov_set_channel(int fd, int timeout_ms)
 {

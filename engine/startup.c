@@ -4,6 +4,7 @@
 #include "keyd.h"
 #include "keyprov.h"
 #include "log.h"
+#include "relay.h"
 #include "sandbox.h"
 
 #include <stdio.h>
@@ -71,12 +72,16 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
      * certificates and the context; then keyd's report.  When both fail,
      * keyd's reason is the one given, as if it had been waited for first. */
     tls = tlsctx_new(cfg, err, sizeof err);
-    /* the workers' seccomp filter, built once here instead of in each */
+    /* Made once here instead of in each worker, which would otherwise also
+     * keep private copies of the pages they write: the workers' seccomp
+     * filter, the relay's shared parts and libc's time zone. */
     if (tls != NULL &&
         sandbox_seccomp_prepare(SANDBOX_ROLE_WORKER, tlsctx_ktls(tls), err, sizeof err) < 0) {
         tlsctx_free(tls);
         tls = NULL;
     }
+    relay_prepare();
+    sandbox_read_timezone();
     if (!cfg->bench_key_in_worker && keyd_await(keyd, kerr, sizeof kerr) < 0) {
         memcpy(err, kerr, sizeof err);
         goto fail;

@@ -127,10 +127,12 @@ static int ob_destroy(BIO *b)
     return 1;
 }
 
-int relay_outbuf_push(SSL *ssl)
+/* The filter's BIO_METHOD, made once per process tree: made by a parent
+ * before it forks (relay_prepare), a worker inherits it and writes neither
+ * OpenSSL's BIO type counter nor these variables (three pages each worker
+ * would otherwise copy from its parent and keep for the connection's life). */
+static BIO_METHOD *outbuf_method(void)
 {
-    BIO *sock = SSL_get_wbio(ssl), *b;
-
     if (method == NULL) {
         int t = BIO_get_new_index();
         BIO_METHOD *m = t < 0 ? NULL : BIO_meth_new(t |= BIO_TYPE_FILTER,
@@ -139,11 +141,25 @@ int relay_outbuf_push(SSL *ssl)
             !BIO_meth_set_ctrl(m, ob_ctrl) || !BIO_meth_set_create(m, ob_create) ||
             !BIO_meth_set_destroy(m, ob_destroy)) {
             BIO_meth_free(m);
-            return 0;
+            return NULL;
         }
         method = m;
         method_type = t;
     }
+    return method;
+}
+
+void relay_prepare(void)
+{
+    (void)outbuf_method(); /* on failure, the first relay tries again */
+}
+
+int relay_outbuf_push(SSL *ssl)
+{
+    BIO *sock = SSL_get_wbio(ssl), *b;
+
+    if (outbuf_method() == NULL)
+        return 0;
     if (sock == NULL || (b = BIO_new(method)) == NULL)
         return 0;
     if (BIO_up_ref(sock) != 1) {

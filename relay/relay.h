@@ -82,6 +82,12 @@ int relay_pump(struct relay *r, SSL *ssl, struct relay_stats *stats,
  * load the tls module for the workers that follow). */
 int relay_ktls_probe(void);
 
+/* Makes what every relay of the process tree shares (the record buffer's
+ * BIO method), so that processes forked afterwards inherit it instead of
+ * each making, and keeping a private copy of the pages it writes.  Call at
+ * start-up, before forking; without it the first relay makes it. */
+void relay_prepare(void);
+
 /* Human-readable name of a relay_result. */
 const char *relay_result_name(int result);
 

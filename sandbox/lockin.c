@@ -189,6 +189,16 @@ static int verify_dropped(const struct sandbox_spec *spec, int privileged,
     return 0;
 }
 
+void sandbox_read_timezone(void)
+{
+    static int done;
+
+    if (!done) {
+        tzset();
+        done = 1;
+    }
+}
+
 int sandbox_lock_in(const struct sandbox_spec *spec, int *unprivileged,
                     char *err, size_t errlen)
 {
@@ -199,10 +209,7 @@ int sandbox_lock_in(const struct sandbox_spec *spec, int *unprivileged,
     if (privileged && (spec->uid == 0 || spec->gid == 0))
         return fail(err, errlen, "refusing to run the sandbox as root");
 
-    /* libc reads /etc/localtime lazily, the first time a time is converted
-     * (OpenSSL does, checking certificate dates): read it now, while the
-     * file is there and open() is allowed; later calls reuse it. */
-    tzset();
+    sandbox_read_timezone();
     /* the filter, unless a parent built it already: it needs an fd and a
      * file write, which the limits below may no longer allow */
     if (sandbox_seccomp_prepare(spec->role, spec->allow_ktls, err, errlen) < 0)

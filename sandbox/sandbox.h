@@ -42,6 +42,15 @@ struct sandbox_spec {
 int sandbox_lock_in(const struct sandbox_spec *spec, int *unprivileged,
                     char *err, size_t errlen);
 
+/* libc reads /etc/localtime lazily, the first time a time is converted
+ * (glibc does for gmtime too, and OpenSSL converts when it checks
+ * certificate dates), and that must happen while the file is there and
+ * open() is allowed: sandbox_lock_in calls this.  It reads the file once per
+ * process tree: after a parent has called it, a forked child's call writes
+ * nothing (a tzset() there would rewrite libc's time zone state, a page
+ * each worker would copy and keep for the connection's life). */
+void sandbox_read_timezone(void);
+
 /* Checks at start-up that dir is fit to be a chroot: an existing directory,
  * owned by root, writable by nobody else, and empty.  Returns 0 or -1 with a
  * reason in err. */

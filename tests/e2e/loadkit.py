@@ -119,6 +119,35 @@ def smaps_rollup(pid):
     return out
 
 
+def data_pages_copied(pid, libs):
+    """Private_Dirty KiB of the writable data of pid's program and of the
+    libraries whose path contains one of libs, each with the anonymous
+    mapping right after it (its .bss): {path: KiB} ({} if pid is gone).
+    A page a forked child never wrote, and its parent has not written since
+    the fork, is shared, not private."""
+    maps, cur = [], None
+    try:
+        exe = os.readlink("/proc/%d/exe" % pid)
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \d+\s*(.*)$", line)
+                if m:
+                    cur = [int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4), 0]
+                    maps.append(cur)
+                elif line.startswith("Private_Dirty:"):
+                    cur[4] = int(line.split()[1])
+    except OSError:
+        return {}
+    out = {}
+    for i, (start, end, perms, path, dirty) in enumerate(maps):
+        if perms != "rw-p" or not (path == exe or any(lib in path for lib in libs)):
+            continue
+        if i + 1 < len(maps) and maps[i + 1][0] == end and maps[i + 1][3] == "":
+            dirty += maps[i + 1][4]
+        out[path] = out.get(path, 0) + dirty
+    return out
+
+
 def meminfo(name):
     """A /proc/meminfo field in KiB."""
     with open("/proc/meminfo") as f:
