@@ -251,6 +251,12 @@ done
     die "openssl req failed to make the certificate"
 cat "$W/cert.pem" "$W/key.pem" >"$W/combined.pem"
 chmod 600 "$W/combined.pem"
+# tlsd's session-ticket keys (HAProxy format, 80-byte keys): each tlsd is a
+# process of its own, so a deployment that wants resumption gives all of
+# them one key file (tlsd(1), SESSION RESUMPTION); without it tlsd sends no
+# TLS 1.3 tickets.  tlsserver keeps its own keys, shared by its workers.
+(umask 077 && for i in 1 2; do head -c 80 /dev/urandom | base64 -w 0 && echo; done \
+    >"$W/ticket-keys") || die "could not write the ticket key file"
 
 HITCH_USER=nobody HITCH_GROUP=nogroup
 if id _hitch >/dev/null 2>&1; then HITCH_USER=_hitch HITCH_GROUP=$(id -gn _hitch); fi
@@ -316,7 +322,8 @@ start_server() {
         ;;
     tlsd)
         CERTFILE="$W/cert.pem" KEYFILE="$W/key.pem" launch "$cg" "$TCPSERVER" -R -H -l 0 \
-            -c $((CONNS + 100)) -b 1024 127.0.0.1 "$port" "$W/bin/tlsd" "${app[@]}" \
+            -c $((CONNS + 100)) -b 1024 127.0.0.1 "$port" "$W/bin/tlsd" \
+            --ticket-keys "$W/ticket-keys" "${app[@]}" \
             </dev/null >/dev/null 2>>"$log" &
         ;;
     stunnel)
@@ -668,7 +675,7 @@ report() {
     echo "OpenSSL: $(openssl version)"
     [ -n "$STUNNEL" ] && echo "stunnel: $("$STUNNEL" -version 2>&1 | grep -m1 '^stunnel' | cut -d' ' -f1-2)"
     [ -n "$HITCH" ] && echo "hitch:   $("$HITCH" --version 2>&1 | head -n 1)"
-    echo "servers: tlsserver -c $((CONNS + 100)) (immediate mode); tlsd under tcpserver; stunnel exec mode;"
+    echo "servers: tlsserver -c $((CONNS + 100)) (immediate mode); tlsd under tcpserver, --ticket-keys; stunnel exec mode;"
     echo "         hitch workers=$(nproc) to the app under tcpserver; ceiling = bench/tls-ceiling (fork per connection);"
     echo "         ceil+app = tls-ceiling -x /bin/true (handshakes only)"
     echo "client: tlsbench, TLS 1.3 TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate, loopback"

@@ -30,10 +30,13 @@ done
 # every server has a number (not "fail") in each table it belongs to
 for s in tlsserver tlsd ceiling; do
     n=$(awk -v s="$s" '$1 == s && $2 != "fail"' "$T/report" | wc -l)
-    # download, upload, full, resumed (tlsd: n/a), echo median, echo p99, memory, CPU
+    # download, upload, full, resumed, echo median, echo p99, memory, CPU
     [ "$n" -ge 8 ] || { cat "$T/report" >&2; fail "$s has figures in $n tables, not 8"; }
 done
 awk '$1 == "ceil+app" && $2 != "fail"' "$T/report" | grep -q . || fail "no ceil+app figures"
+# every server resumes its sessions (tlsd through the bench's ticket key file)
+sed -n '/^(c) resumed/,/^$/p' "$T/report" | grep -E '^  [a-z+]+ +n/a' &&
+    fail "a server resumed fewer than half of its sessions"
 grep -q '^  ceil+app ' "$T/report" || fail "no ceil+app row"
 grep -E '^  (tlsserver|tlsd|ceiling) .*fail' "$T/report" && fail "a measurement failed"
 # tlsd's CPU per handshake includes its keyd: a cgroup (as root) or the /proc fallback, said
