@@ -42,7 +42,7 @@ struct keydata {
     enum keyd_key_kind kind;
 };
 
-/* ---- the channel to keyd (one per process) ---- */
+/* ---- the channel to keyd (one per thread: the engine's) ---- */
 
 /* Thread-local only for where it lives: in the thread's TLS block, which
  * every process writes anyway (errno), and not on a data page that a worker

@@ -28,8 +28,9 @@ void keyprov_uninstall(OSSL_PROVIDER *loaded[2]);
 EVP_PKEY *keyprov_handle_new(OSSL_LIB_CTX *libctx, EVP_PKEY *pub,
                              uint16_t key_id);
 
-/* Sets this process's channel to keyd (owned from now on; -1 for none) and
- * the time a signature may take. */
+/* Sets this thread's channel to keyd (owned from now on; -1 for none) and
+ * the time a signature may take.  The engine sets and uses it in one thread
+ * (a worker's, or the master's warm-up). */
 void keyprov_set_channel(int fd, int timeout_ms);
 
 /* Closes the channel: after the handshake nothing more is signed. */

@@ -72,22 +72,23 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
      * certificates and the context; then keyd's report.  When both fail,
      * keyd's reason is the one given, as if it had been waited for first. */
     tls = tlsctx_new(cfg, err, sizeof err);
-    /* Made once here instead of in each worker, which would otherwise also
-     * keep private copies of the pages they write: the workers' seccomp
-     * filter, the relay's shared parts and libc's time zone. */
+    /* the workers' seccomp filter, built once here instead of in each */
     if (tls != NULL &&
         sandbox_seccomp_prepare(SANDBOX_ROLE_WORKER, tlsctx_ktls(tls), err, sizeof err) < 0) {
         tlsctx_free(tls);
         tls = NULL;
     }
-    relay_prepare();
-    sandbox_read_timezone();
     if (!cfg->bench_key_in_worker && keyd_await(keyd, kerr, sizeof kerr) < 0) {
         memcpy(err, kerr, sizeof err);
         goto fail;
     }
     if (tls == NULL)
         goto fail;
+    /* Made once here instead of in each worker, which would otherwise keep
+     * private copies of the pages they write: the relay's shared parts and
+     * libc's time zone. */
+    relay_prepare();
+    sandbox_read_timezone();
     if (!one_shot)
         engine_warm_up(cfg, tls, keyd);
     return tls;

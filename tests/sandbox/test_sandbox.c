@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char chroot_dir[64];
@@ -243,6 +244,51 @@ static void test_wait_own_child(void)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* The time zone (sandbox_read_timezone): glibc reads it on the first time
+ * conversion, gmtime included, and a locked-in worker cannot open
+ * /etc/localtime (seccomp kills it).  So the lock-in reads it first, in a
+ * process tree that has not; in one whose parent did (the master, at
+ * start-up), a worker must not read it again: that rewrites libc's state,
+ * a page each worker would copy.  Must run before anything else in this
+ * process reads the time zone. */
+static void test_timezone(void)
+{
+    int status;
+    pid_t pid;
+
+    /* nobody in this tree has read it: the lock-in does, from
+     * /etc/localtime, and a time converts under the filter */
+    unsetenv("TZ");
+    pid = fork();
+    if (pid == 0) {
+        struct sandbox_spec s = worker_spec(-1);
+        struct tm tm;
+        time_t t = 0;
+
+        lock_or_die(&s);
+        _exit(gmtime_r(&t, &tm) != NULL && tm.tm_year == 70 ? 0 : 60);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* the parent reads it (TZ names a rule: no file); a child that changes
+     * TZ and locks in keeps its parent's reading */
+    setenv("TZ", "ABC3", 1);
+    sandbox_read_timezone();
+    CHECK(strcmp(tzname[0], "ABC") == 0);
+    pid = fork();
+    if (pid == 0) {
+        struct sandbox_spec s = worker_spec(-1);
+
+        setenv("TZ", "XYZ3", 1);
+        lock_or_die(&s);
+        _exit(strcmp(tzname[0], "ABC") == 0 ? 0 : 61);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    unsetenv("TZ");
+}
+
 /* kTLS calls: allowed only with allow_ktls, and only on the connection's
  * socket (fd 7) and pipes (8 from the app, 9 to it), with the exact
  * arguments OpenSSL and the relay use.  The fds are not open: an allowed
@@ -318,6 +364,7 @@ int main(void)
     CHECK(mkdtemp(chroot_dir) != NULL);
     chmod(chroot_dir, 0755);
 
+    test_timezone(); /* first: nothing may have read the time zone yet */
     for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++) {
         status = in_sandbox(forbidden[i].fn);
         if (!killed_by_sigsys(status))
