@@ -486,8 +486,10 @@ int keyd_spawn(const struct engine_config *cfg, int one_shot, struct keyd *k,
         keyd_main(cfg, ctl[1], ch[1], one_shot ? 1 : cfg->concurrency * 2 + 2 * KEYD_POOL);
     }
     close(ctl[1]);
+    ctl[1] = -1;
     if (ch[1] >= 0)
         close(ch[1]);
+    ch[1] = -1;
     if (one_shot) {
         int st = 0;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
@@ -495,10 +497,7 @@ int keyd_spawn(const struct engine_config *cfg, int one_shot, struct keyd *k,
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             /* the intermediate could not fork keyd itself */
             snprintf(err, errlen, "keyd: fork failed");
-            close(ctl[0]);
-            if (ch[0] >= 0)
-                close(ch[0]);
-            return -1;
+            goto fail;
         }
         pid = -1; /* keyd itself is init's child; it ends with its channel */
     }

@@ -12,6 +12,7 @@ import fcntl
 import os
 import pwd
 import re
+import resource
 import select
 import shutil
 import signal
@@ -644,9 +645,10 @@ class KeydFailureTest(KeydTest):
 
 class BadKeyConfigTest(KeydTest):
 
-    def run_fatal(self, env, name="tlsserver", timeout=15, tty=False):
+    def run_fatal(self, env, name="tlsserver", timeout=15, tty=False, preexec=None):
         """Runs a front end that must refuse to start: returns (rc, stdout,
-        stderr lines, seconds, what it wrote on its terminal)."""
+        stderr lines, seconds, what it wrote on its terminal).  preexec runs
+        in the child before the exec (not with tty)."""
         argv = [harness.binary(name)]
         if name == "tlsserver":
             argv += ["-1", "127.0.0.1", "0"]
@@ -658,7 +660,7 @@ class BadKeyConfigTest(KeydTest):
             mfd, sfd = os.openpty()
             kw = dict(stdin=sfd, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         else:
-            kw = dict(stdin=subprocess.DEVNULL)
+            kw = dict(stdin=subprocess.DEVNULL, preexec_fn=preexec)
         t0 = time.monotonic()
         p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True, cwd=self.tmp, **kw)
@@ -742,6 +744,37 @@ class BadKeyConfigTest(KeydTest):
                 _, other = _KEYS["other-p256"]
                 self.assert_fails_naming(self.env(KEYFILE=other, CIPHERS="NO-SUCH-CIPHER"),
                                          other, "does not match", name=name)
+
+    def test_keyd_fork_fails(self):
+        # tlsd forks keyd through an intermediate process, so that init
+        # adopts keyd.  When that second fork fails, tlsd must say so and
+        # exit 111 at once, not wait 10 s for a report that cannot come.
+        # The fork is made to fail with RLIMIT_NPROC 2 (tlsd and the
+        # intermediate) for a uid of its own; root is exempt from the limit.
+        uid = 64999
+        d = tempfile.mkdtemp(prefix="ucspitls-nproc-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        files = {}
+        for var, src in (("CERTFILE", self.cert), ("KEYFILE", self.key)):
+            files[var] = os.path.join(d, os.path.basename(src))
+            shutil.copyfile(src, files[var])
+            os.chown(files[var], uid, uid)
+
+        def as_user_with_two_processes():
+            os.setgroups([])
+            os.setgid(uid)
+            resource.setrlimit(resource.RLIMIT_NPROC, (2, 2))
+            os.setuid(uid)
+
+        rc, out, lines, took, _ = self.run_fatal(self.env(**files), name="tlsd",
+                                                 preexec=as_user_with_two_processes)
+        self.assertEqual(rc, EXIT_TEMPORARY, lines)
+        self.assertEqual(out, b"")
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("keyd: fork failed", lines[0])
+        self.assertLess(took, 5, "waited for keyd's report")
+        self.assert_no_app_run()
 
     def test_encrypted_key_fails_without_prompt(self):
         path = os.path.join(self.tmp, "encrypted-key.pem")
