@@ -18,7 +18,7 @@
  *        stdin and stdout) and wait for it before going on: the least an
  *        application per connection costs (posix_spawn, the cheapest spawn
  *        there is, from the connection's process).  The benchmark's
- *        "ceiling+app" for handshakes: -m true -x /bin/true
+ *        "ceil+app" for handshakes: -m true -x /bin/true
  *
  * Exit codes: 100 usage, 111 start-up failure; it runs until killed. */
 #include "stream.h"
@@ -182,7 +182,6 @@ static int write_all(SSL *ssl, const unsigned char *p, size_t n)
     return 0;
 }
 
-/* One connection, in its own process; returns the exit status. */
 extern char **environ;
 
 /* -x: PROG with /dev/null as fds 0 and 1, waited for.  0, or -1. */
@@ -209,6 +208,7 @@ static int run_app(const char *prog)
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+/* One connection, in its own process; returns the exit status. */
 static int serve(SSL *ssl, enum mode mode, uint64_t bytes, const char *app)
 {
     static struct stream s;
