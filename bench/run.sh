@@ -404,7 +404,7 @@ parse_kv() { # the key=value line of tlsbench into KV
 }
 
 # client TEST SERVER ROUND tlsbench-args... : runs one measurement; the
-# key=value line lands in KV, and the server's CPU time during it (ticks)
+# key=value line lands in KV, and the server's CPU time during it (microseconds)
 # in KV[server_us]; returns tlsbench's exit code.
 client() {
     local test=$1 server=$2 round=$3 out rc t0 t1
