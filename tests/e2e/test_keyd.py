@@ -645,11 +645,13 @@ class KeydFailureTest(KeydTest):
 
 class BadKeyConfigTest(KeydTest):
 
-    def run_fatal(self, env, name="tlsserver", timeout=15, tty=False, preexec=None):
+    def run_fatal(self, env, name="tlsserver", timeout=15, tty=False, preexec=None,
+                  program=None):
         """Runs a front end that must refuse to start: returns (rc, stdout,
         stderr lines, seconds, what it wrote on its terminal).  preexec runs
-        in the child before the exec (not with tty)."""
-        argv = [harness.binary(name)]
+        in the child before the exec (not with tty); program replaces the
+        built binary's path."""
+        argv = [program or harness.binary(name)]
         if name == "tlsserver":
             argv += ["-1", "127.0.0.1", "0"]
         argv += self.app_cmd(self.ECHO)
@@ -767,8 +769,13 @@ class BadKeyConfigTest(KeydTest):
             resource.setrlimit(resource.RLIMIT_NPROC, (2, 2))
             os.setuid(uid)
 
+        # the build tree may be out of that uid's reach (a clone in a 0700
+        # directory): tlsd runs from the same directory
+        tlsd = os.path.join(d, "tlsd")
+        shutil.copy(harness.binary("tlsd"), tlsd)
         rc, out, lines, took, _ = self.run_fatal(self.env(**files), name="tlsd",
-                                                 preexec=as_user_with_two_processes)
+                                                 preexec=as_user_with_two_processes,
+                                                 program=tlsd)
         self.assertEqual(rc, EXIT_TEMPORARY, lines)
         self.assertEqual(out, b"")
         self.assertEqual(len(lines), 1, lines)
