@@ -517,6 +517,29 @@ fail:
     return -1;
 }
 
+/* keyd hung up without a report: how it ended, when it is our child (tlsd's
+ * keyd is init's), reaped here.  A hang-up means keyd is exiting: the wait
+ * is bounded all the same. */
+static void ended_early(struct keyd *k, char *err, size_t errlen)
+{
+    int st = 0;
+    pid_t r = 0;
+
+    for (int i = 0; k->pid > 0 && i < 100 && (r = waitpid(k->pid, &st, WNOHANG)) == 0; i++)
+        usleep(10000);
+    if (k->pid > 0 && r == k->pid) {
+        k->pid = -1; /* reaped: nothing left for keyd_stop to kill */
+        if (WIFSIGNALED(st))
+            snprintf(err, errlen, "keyd ended before it was ready: killed by signal %d (%s)",
+                     WTERMSIG(st), strsignal(WTERMSIG(st)));
+        else
+            snprintf(err, errlen, "keyd ended before it was ready (exit %d)",
+                     WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    } else {
+        snprintf(err, errlen, "keyd ended before it was ready");
+    }
+}
+
 int keyd_await(struct keyd *k, char *err, size_t errlen)
 {
     char status[STATUS_MAX + 1];
@@ -528,8 +551,11 @@ int keyd_await(struct keyd *k, char *err, size_t errlen)
         ;
     n = (p.revents & (POLLIN | POLLHUP)) ? recv(k->ctl, status, STATUS_MAX, 0) : -1;
     if (n <= 0) {
-        snprintf(err, errlen, "keyd did not start (no report within %d s)",
-                 START_TIMEOUT_MS / 1000);
+        if (p.revents & (POLLIN | POLLHUP))
+            ended_early(k, err, errlen);
+        else
+            snprintf(err, errlen, "keyd did not start (no report within %d s)",
+                     START_TIMEOUT_MS / 1000);
         keyd_stop(k);
         return -1;
     }

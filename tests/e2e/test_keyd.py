@@ -122,6 +122,24 @@ def live_children(pid):
     return [p for p in children(pid) if p.state != "Z"]
 
 
+def waiting_keyd(front):
+    """The keyd of a front end started in a session of its own (tlsserver's
+    child, or tlsd's, adopted by init once the intermediate has gone),
+    blocked in a read before it is ready (-3: on fd 3).  None until then."""
+    for p in proc_table().values():
+        try:
+            with open("/proc/%d/stat" % p.pid, "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            with open("/proc/%d/wchan" % p.pid) as f:
+                wchan = f.read()
+        except OSError:
+            continue
+        if (p.pid != front and int(fields[3]) == front and p.state == "S"
+                and "pipe" in wchan):
+            return p.pid
+    return None
+
+
 # ------------------------------------------------------------- file-open watch
 
 class OpenWatch:
@@ -902,6 +920,46 @@ class PasswordFd3Test(KeydTest):
             self.fail("the -3 master still runs 5 s after keyd died; log:\n" + srv.log())
         self.assertEqual(rc, EXIT_TEMPORARY, srv.log())
         srv.wait_log(r"fatal: .*keyd", timeout=1)
+
+    def test_keyd_killed_before_it_is_ready(self):
+        # -3 with a pipe no password is ever written to: keyd waits on fd 3
+        # and never reports.  Killed there, it hangs up on the front end,
+        # which must say so at once (and, when keyd is its child, how it
+        # ended), not after its 10 s start timeout.
+        cert, key = self.encrypted_pair()
+        for name in ("tlsserver", "tlsd"):
+            with self.subTest(name=name):
+                r, w = os.pipe()
+                argv = ["sh", "-c", 'exec "$0" "$@" 3<&%d' % r, harness.binary(name), "-3"]
+                if name == "tlsserver":
+                    argv += ["-1", "127.0.0.1", "0"]
+                argv += self.app_cmd(self.ECHO)
+                p = subprocess.Popen(argv, env=self.env(CERTFILE=cert, KEYFILE=key),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, pass_fds=(r,),
+                                     start_new_session=True)
+                os.close(r)
+                try:
+                    keyd = wait_until(lambda: waiting_keyd(p.pid), 5)
+                    self.assertIsNotNone(keyd, "no keyd waiting for its password on fd 3")
+                    os.kill(keyd, signal.SIGKILL)
+                    t0 = time.monotonic()
+                    out, err = p.communicate(timeout=15)
+                    took = time.monotonic() - t0
+                finally:
+                    os.close(w)
+                    if p.poll() is None:
+                        p.kill()
+                        p.communicate()
+                lines = err.decode(errors="replace").splitlines()
+                self.assertEqual(p.returncode, EXIT_TEMPORARY, lines)
+                self.assertEqual(out, b"")
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn("keyd ended before it was ready", lines[0])
+                if name == "tlsserver":  # tlsd's keyd is init's child
+                    self.assertIn("killed by signal %d" % signal.SIGKILL, lines[0])
+                self.assertLess(took, 5, "waited for the start timeout: %r" % lines)
+                self.assert_no_app_run()
 
     def test_wrong_password_on_fd3(self):
         cert, key = self.encrypted_pair()
