@@ -632,9 +632,21 @@ int keyd_channel_new(struct keyd *k)
         errno = ENOTCONN;
         return -1;
     }
-    if (k->npool == 0 && refill(k) < 0)
-        return -1;
-    return k->pool[--k->npool];
+    /* A pooled channel keyd has closed is dropped, not handed out: keyd
+     * refuses channels past its table (more connections in their
+     * handshake than it was sized for), and those would otherwise fail
+     * connections long after the load has gone.  Two pools at most. */
+    for (int refills = 0;;) {
+        struct pollfd p = {.fd = -1, .events = 0, .revents = 0};
+
+        if (k->npool == 0 && (refills++ == 2 || refill(k) < 0))
+            return -1;
+        p.fd = k->pool[--k->npool];
+        if (poll(&p, 1, 0) != 1) /* no POLLHUP: keyd holds the other end */
+            return p.fd;
+        close(p.fd);
+        errno = ECONNRESET;
+    }
 }
 
 static void drop_pool(struct keyd *k)

@@ -4,6 +4,7 @@
  * UCSPI environment.  The options are tlsd's (e.g. -n for UCSPI-TLS).
  *
  *   cc embed-server.c $(pkg-config --cflags --libs ucspitls) */
+#define _GNU_SOURCE /* accept4 */
 #include <ucspitls/engine.h>
 
 #include <arpa/inet.h>
@@ -16,6 +17,10 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Connections served at once: keyd's table holds the signing channels of
+ * 2 x 40 + 32 connections in their handshake (ucspitls(3)). */
+#define MAX_CONNECTIONS 40
 
 static volatile sig_atomic_t stop;
 
@@ -30,7 +35,7 @@ int main(int argc, char **argv)
     struct sockaddr_in sin;
     struct ucspitls_engine *e;
     char err[512];
-    int fd, code, one = 1;
+    int fd, code, one = 1, active = 0;
 
     if (argc < 3) {
         fprintf(stderr, "usage: embed-server PORT [tlsd options] prog...\n");
@@ -75,16 +80,24 @@ int main(int argc, char **argv)
         int conn, status;
         pid_t pid;
 
-        /* reap: workers, and keyd if it died (the engine restarts it) */
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-            if (!ucspitls_engine_child_exited(e, pid, status))
-                fprintf(stderr, "embed-server: connection %d ended, status %d\n",
-                        (int)pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        /* reap: workers, and keyd if it died (the engine restarts it);
+         * at the limit, wait for a connection to end before accepting */
+        while ((pid = waitpid(-1, &status, active < MAX_CONNECTIONS ? WNOHANG : 0)) > 0) {
+            if (ucspitls_engine_child_exited(e, pid, status))
+                continue;
+            active--;
+            fprintf(stderr, "embed-server: connection %d ended, status %d\n",
+                    (int)pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        }
+        if (stop)
+            break;
         conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
         if (conn < 0)
             continue; /* EINTR on SIGTERM */
         if (ucspitls_engine_spawn(e, conn, conn) < 0)
             fprintf(stderr, "embed-server: could not serve a connection\n");
+        else
+            active++;
         close(conn);
     }
     close(fd);

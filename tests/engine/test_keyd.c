@@ -317,6 +317,47 @@ static void test_live(void)
     certlist_free(&c);
 }
 
+/* More channels at once than keyd's table holds (2 x concurrency + 2
+ * pools): keyd refuses the rest, closing its ends, some of them still in
+ * the master's pool.  Once the load has gone, every new connection must
+ * get a live channel: none of the refused ones may be handed out. */
+static void test_table_full(void)
+{
+    struct engine_config c = config(keyfile);
+    struct keyd k;
+    char err[512];
+    unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
+    int held[60], n, closed, good = 0;
+
+    c.concurrency = 1; /* a table of 2 + 2 x KEYD_POOL = 34 channels */
+    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) == 0);
+    if (k.pid <= 0) {
+        fprintf(stderr, "keyd did not start: %s\n", err);
+        return;
+    }
+    /* while the table is full, a new connection may get no channel at
+     * all (keyd has refused every pooled one): that is the overload */
+    for (int i = 0; i < 60; i++)
+        held[i] = keyd_channel_new(&k);
+    usleep(300 * 1000); /* keyd refuses what it was handed last */
+    for (int i = 0; i < 60; i++)
+        if (held[i] >= 0)
+            close(held[i]);
+    n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, sizeof cv13, pkt, sizeof pkt);
+    for (int i = 0; i < 20; i++) {
+        int fd = keyd_channel_new(&k);
+        int len = fd >= 0 ? ask(fd, pkt, (size_t)n, sig, &closed) : -9;
+        good += len > 0 && verifies(sig, (size_t)len, cv13, sizeof cv13);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (good != 20)
+        fprintf(stderr, "after a full table: %d of 20 connections signed\n", good);
+    CHECK(good == 20);
+    keyd_stop(&k);
+    certlist_free(&c);
+}
+
 static void test_bad_config(void)
 {
     struct engine_config c = config(otherkey);
@@ -354,6 +395,7 @@ int main(void)
         memcpy(dir, save, strlen(save) + 1);
         free(save);
         test_live();
+        test_table_full();
         test_bad_config();
         unlink(certfile);
         unlink(keyfile);
