@@ -4,7 +4,9 @@
  * UCSPI environment.  The options are tlsd's (e.g. -n for UCSPI-TLS).
  *
  *   cc embed-server.c $(pkg-config --cflags --libs ucspitls) */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4 */
+#endif
 #include <ucspitls/engine.h>
 
 #include <arpa/inet.h>
