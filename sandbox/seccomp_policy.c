@@ -24,7 +24,7 @@
 enum arg_check {
     ARGS_ANY,       /* no argument narrowing */
     ARGS_NO_EXEC,   /* arg 2 (prot) must not contain PROT_EXEC */
-    ARGS_FCNTL_FL,  /* fcntl: only F_GETFL / F_SETFL / F_GETFD */
+    ARGS_FCNTL_FL,  /* fcntl: F_GETFL / F_GETFD, and F_SETFL on the worker's own fds */
     ARGS_APP_PID,   /* arg 0 must be the app's pid */
     ARGS_KTLS_SETSOCKOPT, /* kTLS: TCP_ULP "tls", TLS_TX, TLS_RX on the socket */
     ARGS_KTLS_MSG_OUT,    /* kTLS: sendmsg on the socket, flags 0 */
@@ -70,7 +70,7 @@ static const struct rule WORKER_RULES[] = {
     {"ppoll", ARGS_ANY, "poll() on architectures that implement it with ppoll"},
     {"close", ARGS_ANY, "closing pipes and the socket as each side ends"},
     {"shutdown", ARGS_ANY, "TCP half-close when asked for instead of close_notify"},
-    {"fcntl", ARGS_FCNTL_FL, "switching the socket to non-blocking when TLS starts"},
+    {"fcntl", ARGS_FCNTL_FL, "switching the socket and the app pipes to non-blocking when TLS starts"},
     {"wait4", ARGS_APP_PID, "reaping the app (its own child) and learning its exit status"},
     {"getpid", ARGS_ANY, "OpenSSL's fork-safety check in its random generator"},
     {"getrandom", ARGS_ANY, "OpenSSL's DRBG reseeding (no /dev/urandom in the chroot)"},
@@ -205,14 +205,22 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr,
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
                                 SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     case ARGS_FCNTL_FL: {
-        static const int cmds[] = {F_GETFL, F_SETFL, F_GETFD};
-        for (size_t i = 0; i < NELEM(cmds); i++) {
-            int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
-                                      SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)cmds[i]));
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
+        /* F_SETFL only on the worker's own fds: file status flags belong
+         * to the open file, and the worker shares its stderr with the
+         * master and keyd, whose log lines a non-blocking pipe would
+         * lose */
+        static const int queries[] = {F_GETFL, F_GETFD};
+        const int own[] = {spec->net_rfd, spec->net_wfd, spec->from_app_fd, spec->to_app_fd};
+        int rc = 0;
+
+        for (size_t i = 0; i < NELEM(queries) && rc == 0; i++)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                                  SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)queries[i]));
+        for (size_t i = 0; i < NELEM(own) && rc == 0; i++)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2,
+                                  SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)own[i]),
+                                  SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)F_SETFL));
+        return rc;
     }
     case ARGS_APP_PID:
         if (spec->app_pid <= 0)

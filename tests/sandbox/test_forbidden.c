@@ -289,6 +289,9 @@ static void try_waitid(void)
 static void try_fcntl_dupfd(void) { result = (long)fcntl(2, F_DUPFD_CLOEXEC, 10); }
 static void try_fcntl_setown(void) { result = (long)fcntl(2, F_SETOWN, parent_pid); }
 static void try_fcntl_setfd(void) { result = (long)fcntl(2, F_SETFD, FD_CLOEXEC); }
+/* stderr is shared with the master and keyd: non-blocking, it would lose
+ * their log lines */
+static void try_fcntl_setfl_other(void) { result = (long)fcntl(2, F_SETFL, O_NONBLOCK); }
 static void try_fcntl_lock(void)
 {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
@@ -401,6 +404,7 @@ static const struct forbidden {
     {"narrowed", "fcntl F_DUPFD_CLOEXEC", try_fcntl_dupfd, "fcntl|fcntl64"},
     {"narrowed", "fcntl F_SETOWN", try_fcntl_setown, "fcntl|fcntl64"},
     {"narrowed", "fcntl F_SETFD", try_fcntl_setfd, "fcntl|fcntl64"},
+    {"narrowed", "fcntl F_SETFL on stderr", try_fcntl_setfl_other, "fcntl|fcntl64"},
     {"narrowed", "fcntl F_SETLK", try_fcntl_lock, "fcntl|fcntl64"},
 };
 
@@ -518,6 +522,9 @@ static int locked_in(enum sandbox_role role, void (*fn)(void), long *last)
             if (app_pid < 0)
                 _exit(98);
             s.app_pid = app_pid;
+            /* the fds whose flags it may set: the control's pipe */
+            s.net_rfd = s.from_app_fd = ctl_fd[0];
+            s.net_wfd = s.to_app_fd = ctl_fd[1];
         }
         /* untraced (already traced, or ptrace disabled): run anyway */
         if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) == 0)
