@@ -65,15 +65,17 @@ static int is_tls13_cv(const unsigned char *p, size_t len)
     return memcmp(p + 64, TLS13_SERVER_CV, ctx) == 0 && p[64 + ctx] == 0;
 }
 
-/* The size of a named group's ECDHE public value. */
+/* The size of the ECDHE public value of each group the server offers
+ * (DEFAULT_GROUPS in tlsctx.c), 0 for any other: no handshake of this
+ * server signs another group's parameters, so a worker asking for one
+ * (secp521r1's 133-byte point would leave it 196 bytes of a 201-byte
+ * message to choose) is refused. */
 static size_t group_point_len(uint16_t group)
 {
     switch (group) {
     case 0x0017: return 65;  /* secp256r1, uncompressed */
     case 0x0018: return 97;  /* secp384r1 */
-    case 0x0019: return 133; /* secp521r1 */
     case 0x001d: return 32;  /* x25519 */
-    case 0x001e: return 56;  /* x448 */
     }
     return 0;
 }
@@ -89,7 +91,7 @@ static int is_tls12_ske(const unsigned char *p, size_t len)
     want = group_point_len(get16(p + 65));
     if (want == 0 || p[67] != want || len != 64 + 4 + want)
         return 0;
-    if (want == 65 || want == 97 || want == 133)
+    if (want == 65 || want == 97)
         return p[68] == 4; /* NIST curves: uncompressed points only */
     return 1;
 }

@@ -21,6 +21,7 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"              \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"              \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+/* keyd signs TLS 1.2 ECDHE parameters of these groups only (keyd_proto.c) */
 #define DEFAULT_GROUPS "X25519:P-256:P-384"
 
 /* A server name and the context whose certificates it gets. */

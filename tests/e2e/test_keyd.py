@@ -471,6 +471,24 @@ class SignatureSchemeTest(KeydTest):
         self.assertTrue(running(srv.keyd), "keyd is gone")
         self.assertNotRegex(srv.log(), r"keyd.*(restarting|refused)")
 
+    def test_tls12_every_group(self):
+        # keyd signs TLS 1.2 ECDHE parameters only for the groups the
+        # server offers (DEFAULT_GROUPS in tlsctx.c, keyd_proto.c): a real
+        # handshake with each of them must still be signed.  An Ed25519
+        # key: an ECDSA certificate's curve would have to be among the
+        # client's groups too
+        marker = "signed-by-keyd " + self.tmp
+        srv = self.start("ed25519", app=["/bin/echo", marker])
+        for group, temp_key in (("X25519", "X25519"), ("P-256", "ECDH, prime256v1"),
+                                ("P-384", "ECDH, secp384r1")):
+            with self.subTest(group=group):
+                rc, out, err = s_client(srv.port, srv.cert, ["-tls1_2", "-groups", group])
+                self.assertEqual(rc, 0, "s_client failed:\n%s\n%s\nserver log:\n%s"
+                                 % (out[-1500:], err[-1500:], srv.log()[-1500:]))
+                self.assertIn(marker, out)
+                self.assertIn("Server Temp Key: %s," % temp_key, out)
+        self.assertNotRegex(srv.log(), r"keyd.*(restarting|refused)")
+
     def test_ec_p256(self):
         self.check_schemes("p256")
 

@@ -109,6 +109,19 @@ static void test_shapes(void)
     CHECK(keyd_tbs_shape(t, sizeof ske12) == KEYD_SHAPE_NONE);
     t[67] = 32;
     CHECK(keyd_tbs_shape(t, 64 + 4 + 32) == KEYD_SHAPE_TLS12_SKE);
+    /* groups the server never offers: secp521r1, x448 */
+    t[65] = 0x00;
+    t[66] = 0x19;
+    t[67] = 133;
+    t[68] = 4;
+    CHECK(keyd_tbs_shape(t, 64 + 4 + 133) == KEYD_SHAPE_NONE);
+    t[66] = 0x1e;
+    t[67] = 56;
+    CHECK(keyd_tbs_shape(t, 64 + 4 + 56) == KEYD_SHAPE_NONE);
+    memcpy(t, ske12, sizeof ske12);
+    t[66] = 0x18; /* secp384r1 */
+    t[67] = 97;
+    CHECK(keyd_tbs_shape(t, 64 + 4 + 97) == KEYD_SHAPE_TLS12_SKE);
     memset(t, 'A', sizeof t);
     CHECK(keyd_tbs_shape(t, 36) == KEYD_SHAPE_NONE); /* an RSA key exchange */
     CHECK(keyd_tbs_shape(t, 200) == KEYD_SHAPE_NONE);
