@@ -234,9 +234,10 @@ static void drop_channel(struct keyd_state *s, int i)
     s->ch[i] = s->ch[--s->nch];
 }
 
-/* One request from channel i.  Anything but a well-formed request for a TLS
- * handshake signature, within the channel's allowance, ends the channel. */
-static void serve_request(struct keyd_state *s, int i)
+/* One request from channel i (revents: what poll saw on it).  Anything but
+ * a well-formed request for a TLS handshake signature, within the
+ * channel's allowance, ends the channel. */
+static void serve_request(struct keyd_state *s, int i, short revents)
 {
     struct keyd_request req;
     ssize_t n = recv(s->ch[i].fd, s->req, sizeof s->req, MSG_TRUNC | MSG_DONTWAIT);
@@ -247,7 +248,9 @@ static void serve_request(struct keyd_state *s, int i)
 
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
-    if (n <= 0) {
+    /* 0 is also an empty packet: refused and logged below, unless the
+     * worker has hung up */
+    if (n < 0 || (n == 0 && (revents & POLLHUP))) {
         drop_channel(s, i); /* the worker is gone */
         return;
     }
@@ -356,7 +359,7 @@ static int serve(struct keyd_state *s)
         /* channels first, from the end, since dropping one moves the last */
         for (int i = nch - 1; i >= 0; i--)
             if (p[1 + i].revents)
-                serve_request(s, i);
+                serve_request(s, i, p[1 + i].revents);
         if (p[0].revents && s->ctl >= 0 && accept_channels(s) < 0) {
             close(s->ctl);
             s->ctl = -1;

@@ -311,6 +311,21 @@ static void test_live(void)
         }
     }
 
+    /* an empty packet (recv returns 0, as for a hang-up): refused with an
+     * answer, not taken for the worker's end */
+    {
+        unsigned char ans[KEYD_ANS_MAX];
+        struct pollfd p = {.fd = -1, .events = POLLIN};
+        ssize_t got;
+
+        p.fd = fd = keyd_channel_new(&k);
+        CHECK(send(fd, pkt, 0, MSG_NOSIGNAL) == 0);
+        CHECK(poll(&p, 1, 5000) == 1);
+        got = recv(fd, ans, sizeof ans, 0);
+        CHECK(got == KEYD_ANS_HEADER && ans[0] == 1);
+        close(fd);
+    }
+
     /* keyd keeps serving others, including TLS 1.2 inputs, many at once */
     {
         int fds[8];
