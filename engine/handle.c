@@ -52,6 +52,9 @@ int engine_handle(struct engine_config *cfg)
     tls = engine_startup(cfg, &keyd, 1, &channel);
     if (tls == NULL)
         return ENGINE_EXIT_TEMPORARY;
+    /* keyd has reported ready: the worker keeps only its channel, not
+     * keyd's control socket (keyd serves the channel, then ends) */
+    keyd_forget(&keyd);
     /* tcpserver's variables are the truth when present; otherwise (inetd,
      * systemd) ask the socket; a pipe pair has no address at all. */
     if (conn_addr_from_env(&addr) < 0 && conn_addr_from_socket(rfd, &addr) < 0)

@@ -122,6 +122,27 @@ def live_children(pid):
     return [p for p in children(pid) if p.state != "Z"]
 
 
+def unix_seqpacket_fds(pid):
+    """pid's fds that are AF_UNIX SOCK_SEQPACKET sockets (keyd's ctl and
+    channels are; nothing else of a worker is)."""
+    seqpacket = set()
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[4] == "0005":  # SOCK_SEQPACKET
+                seqpacket.add(fields[6])
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in seqpacket:
+            out.append(int(fd))
+    return sorted(out)
+
+
 def waiting_keyd(front):
     """The keyd of a front end started in a session of its own (tlsserver's
     child, or tlsd's, adopted by init once the intermediate has gone),
@@ -1098,6 +1119,10 @@ class TlsdTest(KeydTest):
                         % (live_children(tlsd), log()))
         self.assert_key_found(keyd, secrets, "tlsd's keyd")
         self.assertEqual(nice(keyd), keyd_nice(nice(tlsd)))
+        # before its handshake tlsd holds one socket to keyd, its channel:
+        # keyd's control socket was closed once keyd had reported ready
+        self.assertEqual(len(unix_seqpacket_fds(tlsd)), 1,
+                         "tlsd's fds to keyd: %r" % unix_seqpacket_fds(tlsd))
 
         conn = harness.TLSConn(sock, client_context(cert))
         conn.handshake()
