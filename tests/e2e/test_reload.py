@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +76,43 @@ class ReloadTest(harness.E2ETest):
         self.assertTrue(harness.wait_until(
             lambda: keyd_before[0] not in [p.pid for p in srv.helpers()], 5))
         self.assertEqual(len(srv.helpers()), 1)  # the new keyd
+
+    def test_delayed_connection_keeps_the_old_keyd(self):
+        # -n: a connection accepted before the reload that starts TLS after
+        # it keeps the old configuration, so the old keyd must live until
+        # that handshake (the man page says so), sign it with the old key,
+        # and only then end
+        old, new = self.make("old.example"), self.make("new.example")
+        self.install(old)
+        env = self.env(CERTFILE=os.path.join(self.tmp, "live-cert.pem"),
+                       KEYFILE=os.path.join(self.tmp, "live-key.pem"))
+        srv = self.server(self.app_cmd("y-echo"), ["-n"], env=env)
+        keyd_before = [p.pid for p in srv.helpers()]
+        self.assertEqual(len(keyd_before), 1)
+        sock = self.connect(srv.port)
+        srv.wait_worker()
+        self.install(new)
+        os.kill(srv.pid, signal.SIGHUP)
+        srv.wait_log(r"reloaded: 1 certificate")
+        time.sleep(0.5)
+        self.assertIn(keyd_before[0], [p.pid for p in srv.helpers()],
+                      "the old keyd ended before the connection it serves started TLS")
+
+        sock.sendall(b"STARTTLS\n")
+        self.assertEqual(harness.read_until(sock, b"\n"), b"OK\n")
+        # verified against the old certificate alone: the old key signed
+        ctx = harness.client_context(os.path.join(old, "cert.pem"))
+        ctx.check_hostname = False  # CN=old.example, not localhost
+        conn = harness.TLSConn(sock, ctx)
+        conn.handshake()
+        conn.send(b"after the reload\n")
+        self.assertEqual(conn.recv_exactly(17), b"after the reload\n")
+        self.assertTrue(harness.wait_until(
+            lambda: keyd_before[0] not in [p.pid for p in srv.helpers()], 5),
+            "the old keyd outlived the last handshake it had to sign")
+        conn.close_notify()
+        conn.recv_all()
+        conn.close()
 
 
 if __name__ == "__main__":
