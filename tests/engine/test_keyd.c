@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -139,7 +140,8 @@ static void test_shapes(void)
 /* ---- a live keyd ---- */
 
 static char dir[64], certfile[128], keyfile[128], otherkey[128];
-static EVP_PKEY *pub;
+static char rsacert[128], rsakey[128];
+static EVP_PKEY *pub, *rsapub;
 
 static void write_pem(const char *path, EVP_PKEY *key, X509 *cert)
 {
@@ -154,10 +156,12 @@ static void write_pem(const char *path, EVP_PKEY *key, X509 *cert)
     chmod(path, 0600);
 }
 
-static void make_files(void)
+/* key's self-signed certificate in certpath, key in keypath; returns the
+ * certificate's public key */
+static EVP_PKEY *write_pair(EVP_PKEY *key, const char *certpath, const char *keypath)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256"), *other = EVP_EC_gen("P-256");
     X509 *x = X509_new();
+    EVP_PKEY *p;
 
     X509_set_version(x, 2);
     ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
@@ -168,15 +172,26 @@ static void make_files(void)
                                (const unsigned char *)"keyd-test", -1, -1, 0);
     X509_set_issuer_name(x, X509_get_subject_name(x));
     X509_sign(x, key, EVP_sha256());
+    write_pem(certpath, NULL, x);
+    write_pem(keypath, key, NULL);
+    p = X509_get_pubkey(x);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return p;
+}
+
+static void make_files(void)
+{
+    EVP_PKEY *other = EVP_EC_gen("P-256");
+
     snprintf(certfile, sizeof certfile, "%s/cert.pem", dir);
     snprintf(keyfile, sizeof keyfile, "%s/key.pem", dir);
     snprintf(otherkey, sizeof otherkey, "%s/other.pem", dir);
-    write_pem(certfile, NULL, x);
-    write_pem(keyfile, key, NULL);
+    snprintf(rsacert, sizeof rsacert, "%s/rsa-cert.pem", dir);
+    snprintf(rsakey, sizeof rsakey, "%s/rsa-key.pem", dir);
+    pub = write_pair(EVP_EC_gen("P-256"), certfile, keyfile);
+    rsapub = write_pair(EVP_RSA_gen(2048), rsacert, rsakey);
     write_pem(otherkey, other, NULL);
-    pub = X509_get_pubkey(x);
-    X509_free(x);
-    EVP_PKEY_free(key);
     EVP_PKEY_free(other);
 }
 
@@ -215,14 +230,14 @@ static int verifies(const unsigned char *sig, size_t len, const unsigned char *t
     return ok;
 }
 
-static struct engine_config config(const char *key)
+static struct engine_config config_pair(const char *cert, const char *key)
 {
     struct engine_config c;
     char err[256];
 
     memset(&c, 0, sizeof c);
     c.progname = "test_keyd";
-    c.certfile = certfile;
+    c.certfile = cert;
     c.keyfile = key;
     c.worker_uid = 65534;
     c.worker_gid = 65534;
@@ -231,6 +246,11 @@ static struct engine_config config(const char *key)
     if (certlist_build(&c, err, sizeof err) < 0)
         fprintf(stderr, "certlist: %s\n", err);
     return c;
+}
+
+static struct engine_config config(const char *key)
+{
+    return config_pair(certfile, key);
 }
 
 static void test_live(void)
@@ -386,6 +406,59 @@ static void test_table_full(void)
     certlist_free(&c);
 }
 
+/* An RSA key: PSS for TLS 1.3 and TLS 1.2, PKCS#1 v1.5 for TLS 1.2 only.
+ * A worker asking for PKCS#1 v1.5 over a TLS 1.3 input is refused by keyd
+ * itself, whatever the worker's OpenSSL would have negotiated. */
+static void test_live_rsa(void)
+{
+    struct engine_config c = config_pair(rsacert, rsakey);
+    struct keyd k;
+    char err[512];
+    unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
+    static const struct {
+        uint8_t scheme;
+        int tls13, pss, signs;
+    } cases[] = {
+        {KEYD_RSA_PSS_SHA256, 1, 1, 1},
+        {KEYD_RSA_PSS_SHA256, 0, 1, 1},
+        {KEYD_RSA_PKCS1_SHA256, 0, 0, 1},
+        {KEYD_RSA_PKCS1_SHA256, 1, 0, 0},
+        {KEYD_RSA_PKCS1_SHA384, 1, 0, 0},
+        {KEYD_RSA_PKCS1_SHA512, 1, 0, 0},
+    };
+
+    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) == 0);
+    if (k.pid <= 0) {
+        fprintf(stderr, "keyd did not start: %s\n", err);
+        return;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const unsigned char *tbs = cases[i].tls13 ? cv13 : ske12;
+        size_t tl = cases[i].tls13 ? sizeof cv13 : sizeof ske12;
+        int fd = keyd_channel_new(&k), closed, len, ok = 0;
+        int n = keyd_request_encode(cases[i].scheme, 0, tbs, tl, pkt, sizeof pkt);
+
+        len = ask(fd, pkt, (size_t)n, sig, &closed);
+        if (len > 0) {
+            EVP_MD_CTX *m = EVP_MD_CTX_new();
+            EVP_PKEY_CTX *pc = NULL;
+            ok = EVP_DigestVerifyInit(m, &pc, EVP_sha256(), NULL, rsapub) == 1 &&
+                 EVP_PKEY_CTX_set_rsa_padding(pc, cases[i].pss ? RSA_PKCS1_PSS_PADDING
+                                                               : RSA_PKCS1_PADDING) == 1 &&
+                 (!cases[i].pss || EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, 32) == 1) &&
+                 EVP_DigestVerify(m, sig, (size_t)len, tbs, tl) == 1;
+            EVP_MD_CTX_free(m);
+        }
+        if (cases[i].signs ? !(len > 0 && ok) : !(len == -1 && closed))
+            fprintf(stderr, "RSA scheme %d over a TLS 1.%d input: len %d verified %d closed %d\n",
+                    cases[i].scheme, cases[i].tls13 ? 3 : 2, len, ok, closed);
+        CHECK(cases[i].signs ? len > 0 && ok : len == -1 && closed);
+        close(fd);
+    }
+    keyd_stop(&k);
+    certlist_free(&c);
+}
+
 static void test_bad_config(void)
 {
     struct engine_config c = config(otherkey);
@@ -424,13 +497,17 @@ int main(void)
         free(save);
         test_live();
         test_table_full();
+        test_live_rsa();
         test_bad_config();
         unlink(certfile);
         unlink(keyfile);
         unlink(otherkey);
+        unlink(rsacert);
+        unlink(rsakey);
         rmdir(files);
     }
     rmdir(dir);
     EVP_PKEY_free(pub);
+    EVP_PKEY_free(rsapub);
     return check_done("test_keyd");
 }
