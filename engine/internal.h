@@ -152,6 +152,9 @@ int tlsctx_ktls(const struct tls_context *t);
 /* Reload: the new context keeps the old one's session-ticket keys (unless
  * they come from a file), so that tickets stay valid across a reload. */
 void tlsctx_inherit_tickets(struct tls_context *to, const struct tls_context *from);
+/* The public key of certificate id (engine_config.certs index, keyd's key
+ * id) as loaded into t, or NULL. */
+EVP_PKEY *tlsctx_cert_pubkey(const struct tls_context *t, int id);
 void tlsctx_free(struct tls_context *t);
 
 /* keystore.c: the one place a private key is read.  password may be NULL
@@ -237,7 +240,8 @@ struct rules_env;
 pid_t engine_spawn_worker(const struct engine_config *cfg, struct tls_context *tls,
                           struct keyd *keyd, int rfd, int wfd, const struct rules_env *env);
 /* keyd ended: logs it and starts a new one; -1 when that is impossible. */
-int keyd_restart(const struct engine_config *cfg, struct keyd *keyd, int status);
+int keyd_restart(const struct engine_config *cfg, const struct tls_context *tls,
+                 struct keyd *keyd, int status);
 /* Whether pid is a keyd let go of at a reload (and forgets it). */
 int keyd_is_retired(pid_t pid);
 /* Reads the configuration's files again into a new keyd and TLS context;

@@ -77,7 +77,9 @@ static void report(int ctl, const char *fmt, ...)
 
 /* Reads one key and proves it belongs to its certificate, so that a
  * mismatch fails at start-up, not at the first client. */
-static int load_key(struct keyd_key *k, const struct cert_entry *e,
+/* One key, checked against in_use (the public key of the certificate the
+ * master serves with it) or, when NULL, against its certificate file. */
+static int load_key(struct keyd_key *k, const struct cert_entry *e, EVP_PKEY *in_use,
                     const char *password, char *err, size_t errlen)
 {
     const char *file = certlist_key_file(e);
@@ -96,6 +98,14 @@ static int load_key(struct keyd_key *k, const struct cert_entry *e,
     else {
         snprintf(err, errlen, "%s: unsupported key type %s (RSA, EC and Ed25519 are)",
                  file, EVP_PKEY_get0_type_name(k->key));
+        return -1;
+    }
+    if (in_use != NULL) {
+        if (EVP_PKEY_eq(in_use, k->key) == 1)
+            return 0;
+        ERR_clear_error();
+        snprintf(err, errlen, "private key in %s does not match the certificate in use "
+                 "(loaded from %s)", file, e->cert);
         return -1;
     }
     f = fopen(e->cert, "re");
@@ -125,7 +135,7 @@ static int load_key(struct keyd_key *k, const struct cert_entry *e,
 /* Every key of the list, in list order.  -3's password is read once and
  * tried on every encrypted key. */
 static int load_keys(struct keyd_state *s, const struct engine_config *cfg,
-                     char *err, size_t errlen)
+                     const struct tls_context *in_use, char *err, size_t errlen)
 {
     char password[1024];
     int rc = 0;
@@ -139,7 +149,7 @@ static int load_keys(struct keyd_state *s, const struct engine_config *cfg,
         keystore_read_password(3, password, sizeof password, err, errlen) < 0)
         return -1;
     for (int i = 0; i < cfg->ncerts && rc == 0; i++) {
-        rc = load_key(&s->keys[i], &cfg->certs[i],
+        rc = load_key(&s->keys[i], &cfg->certs[i], tlsctx_cert_pubkey(in_use, i),
                       cfg->key_password_fd3 ? password : NULL, err, errlen);
         if (rc == 0)
             s->nkeys++;
@@ -369,8 +379,8 @@ static int serve(struct keyd_state *s)
     return 0;
 }
 
-static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
-                      int maxch)
+static void keyd_main(const struct engine_config *cfg, const struct tls_context *in_use,
+                      int ctl, int channel, int maxch)
 {
     static struct keyd_state s;
     struct sandbox_spec spec = {
@@ -430,7 +440,7 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
         s.ch[0].fd = channel;
         s.nch = 1;
     }
-    if (load_keys(&s, cfg, err, sizeof err) < 0) {
+    if (load_keys(&s, cfg, in_use, err, sizeof err) < 0) {
         report(ctl, "error: %s", err);
         _exit(ENGINE_EXIT_TEMPORARY);
     }
@@ -453,8 +463,8 @@ static void keyd_main(const struct engine_config *cfg, int ctl, int channel,
 
 /* ---------------- master side ---------------- */
 
-int keyd_spawn(const struct engine_config *cfg, int one_shot, struct keyd *k,
-               int *channel, char *err, size_t errlen)
+int keyd_spawn(const struct engine_config *cfg, const struct tls_context *in_use,
+               int one_shot, struct keyd *k, int *channel, char *err, size_t errlen)
 {
     int ctl[2] = {-1, -1}, ch[2] = {-1, -1};
     pid_t pid;
@@ -486,7 +496,8 @@ int keyd_spawn(const struct engine_config *cfg, int one_shot, struct keyd *k,
             if (grandchild != 0)
                 _exit(grandchild < 0 ? ENGINE_EXIT_TEMPORARY : 0);
         }
-        keyd_main(cfg, ctl[1], ch[1], one_shot ? 1 : cfg->concurrency * 2 + 2 * KEYD_POOL);
+        keyd_main(cfg, in_use, ctl[1], ch[1],
+                  one_shot ? 1 : cfg->concurrency * 2 + 2 * KEYD_POOL);
     }
     close(ctl[1]);
     ctl[1] = -1;
@@ -571,10 +582,10 @@ int keyd_await(struct keyd *k, char *err, size_t errlen)
     return 0;
 }
 
-int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
-               int *channel, char *err, size_t errlen)
+int keyd_start(const struct engine_config *cfg, const struct tls_context *in_use,
+               int one_shot, struct keyd *k, int *channel, char *err, size_t errlen)
 {
-    if (keyd_spawn(cfg, one_shot, k, channel, err, errlen) < 0)
+    if (keyd_spawn(cfg, in_use, one_shot, k, channel, err, errlen) < 0)
         return -1;
     if (keyd_await(k, err, errlen) < 0) {
         if (channel != NULL && *channel >= 0)

@@ -22,16 +22,19 @@ struct keyd {
 /* Starts keyd for cfg's key and waits for its start-up report.  With
  * one_shot (tlsd) keyd serves a single channel, returned in *channel, and
  * exits when it closes; otherwise channels come from keyd_channel_new().
- * Returns 0, or -1 with keyd's (or our) reason in err. */
-int keyd_start(const struct engine_config *cfg, int one_shot, struct keyd *k,
-               int *channel, char *err, size_t errlen);
+ * keyd checks each key against its certificate: the one in in_use, the
+ * context that will serve with it (a restart, a reload: the files may have
+ * changed since they were loaded), or when in_use is NULL (start-up) the
+ * certificate file.  Returns 0, or -1 with keyd's (or our) reason in err. */
+int keyd_start(const struct engine_config *cfg, const struct tls_context *in_use,
+               int one_shot, struct keyd *k, int *channel, char *err, size_t errlen);
 
 /* keyd_start in two halves, so that the caller can work while keyd loads
  * its keys: keyd_spawn forks it (0, or -1 with the reason in err);
  * keyd_await waits for its report (0, or -1 with keyd's reason in err,
  * keyd stopped; the caller closes *channel). */
-int keyd_spawn(const struct engine_config *cfg, int one_shot, struct keyd *k,
-               int *channel, char *err, size_t errlen);
+int keyd_spawn(const struct engine_config *cfg, const struct tls_context *in_use,
+               int one_shot, struct keyd *k, int *channel, char *err, size_t errlen);
 int keyd_await(struct keyd *k, char *err, size_t errlen);
 
 /* Master: a channel for one worker: a socketpair whose other end keyd

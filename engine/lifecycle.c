@@ -74,7 +74,8 @@ pid_t engine_spawn_worker(const struct engine_config *cfg, struct tls_context *t
     return pid;
 }
 
-int keyd_restart(const struct engine_config *cfg, struct keyd *keyd, int status)
+int keyd_restart(const struct engine_config *cfg, const struct tls_context *tls,
+                 struct keyd *keyd, int status)
 {
     char err[512];
 
@@ -91,7 +92,9 @@ int keyd_restart(const struct engine_config *cfg, struct keyd *keyd, int status)
         log_line(LOG_ERROR, "fatal: keyd is gone and -3 keys cannot be reloaded");
         return -1;
     }
-    if (keyd_start(cfg, 0, keyd, NULL, err, sizeof err) < 0) {
+    /* the keys must match the certificates being served, not the files,
+     * which may have changed since (a reload reads both) */
+    if (keyd_start(cfg, tls, 0, keyd, NULL, err, sizeof err) < 0) {
         log_line(LOG_ERROR, "fatal: keyd: %s", err);
         return -1;
     }
@@ -142,10 +145,14 @@ int engine_reload(struct engine_config **cfg, const struct engine_config *origin
     nc = engine_config_reread(*cfg, err, errlen);
     if (nc == NULL)
         goto fail;
-    if (!nc->bench_key_in_worker && keyd_start(nc, 0, &nk, NULL, err, errlen) < 0)
-        goto fail;
+    /* the certificates first, then keyd, which checks its keys against
+     * them: files changed between the two reads (a certificate renewal
+     * writes two files) fail the reload instead of serving a certificate
+     * keyd cannot sign for */
     nt = tlsctx_new(nc, err, errlen);
     if (nt == NULL)
+        goto fail;
+    if (!nc->bench_key_in_worker && keyd_start(nc, nt, 0, &nk, NULL, err, errlen) < 0)
         goto fail;
     tlsctx_inherit_tickets(nt, *tls);
     engine_warm_up(nc, nt, &nk);
@@ -161,6 +168,7 @@ int engine_reload(struct engine_config **cfg, const struct engine_config *origin
     return 0;
 fail:
     keyd_stop(&nk);
+    tlsctx_free(nt);
     engine_config_free(nc);
     return -1;
 }

@@ -149,8 +149,8 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-static int reap_workers(const struct engine_config *cfg, struct keyd *keyd,
-                        int *active)
+static int reap_workers(const struct engine_config *cfg, const struct tls_context *tls,
+                        struct keyd *keyd, int *active)
 {
     int status;
     pid_t pid;
@@ -160,7 +160,7 @@ static int reap_workers(const struct engine_config *cfg, struct keyd *keyd,
             continue;
         rules_iptable_remove_pid(iptable, pid);
         if (pid == keyd->pid) {
-            if (keyd_restart(cfg, keyd, status) < 0)
+            if (keyd_restart(cfg, tls, keyd, status) < 0)
                 return -1;
             continue;
         }
@@ -369,7 +369,7 @@ int engine_serve(struct engine_config *cfg)
                     goto out;
                 }
             }
-            if (reap_workers(cfg, &keyd, &active) < 0)
+            if (reap_workers(cfg, tls, &keyd, &active) < 0)
                 goto out;
         }
         if (p[1].revents & POLLIN)

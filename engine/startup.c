@@ -61,7 +61,7 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
     if (cfg->bench_key_in_worker) {
         log_line(LOG_ERROR, "warning: UCSPITLS_BENCH_KEY_IN_WORKER=1: no keyd, "
                             "the private key is in every worker (benchmarks only)");
-    } else if (keyd_spawn(cfg, one_shot, keyd, channel, err, sizeof err) < 0) {
+    } else if (keyd_spawn(cfg, NULL, one_shot, keyd, channel, err, sizeof err) < 0) {
         log_line(LOG_ERROR, "fatal: %s", err);
         return NULL;
     }

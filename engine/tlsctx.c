@@ -49,6 +49,8 @@ struct tls_context {
     struct staple *staples;     /* OCSP stapling: <certfile>.ocsp */
     int nstaples;
     X509_STORE *store;          /* client-certificate trust anchors */
+    EVP_PKEY **pubkeys;         /* each certificate's public key, by key id */
+    int npubkeys;
     STACK_OF(X509_NAME) *names; /* CA names sent in the CertificateRequest */
 };
 
@@ -155,6 +157,8 @@ static int add_certificate(struct tls_context *t, SSL_CTX *ctx,
         return -1;
     }
     cert = SSL_CTX_get0_certificate(ctx); /* the one just loaded */
+    if (cert != NULL && id < t->npubkeys && t->pubkeys[id] == NULL)
+        t->pubkeys[id] = X509_get_pubkey(cert);
     if (cert != NULL && load_staple(t, cert, e->cert, err, errlen) < 0)
         return -1;
     if (cfg->bench_key_in_worker)
@@ -473,6 +477,13 @@ struct tls_context *tlsctx_new(const struct engine_config *cfg, char *err,
     }
     err[0] = '\0';
     t->sni_strict = cfg->sni_strict;
+    t->pubkeys = calloc((size_t)cfg->ncerts + 1, sizeof *t->pubkeys);
+    if (t->pubkeys == NULL) {
+        free(t);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->npubkeys = cfg->ncerts;
     /* once, as root, before any worker: the kernel may load its tls module */
     t->ktls = relay_ktls_probe();
     t->libctx = OSSL_LIB_CTX_new();
@@ -624,6 +635,11 @@ void tlsctx_inherit_tickets(struct tls_context *to, const struct tls_context *fr
     to->tickets.next_rotate = from->tickets.next_rotate;
 }
 
+EVP_PKEY *tlsctx_cert_pubkey(const struct tls_context *t, int id)
+{
+    return t != NULL && id >= 0 && id < t->npubkeys ? t->pubkeys[id] : NULL;
+}
+
 void tlsctx_free(struct tls_context *t)
 {
     if (t == NULL)
@@ -642,6 +658,9 @@ void tlsctx_free(struct tls_context *t)
     }
     free(t->staples);
     sk_X509_NAME_pop_free(t->names, X509_NAME_free);
+    for (int i = 0; i < t->npubkeys; i++)
+        EVP_PKEY_free(t->pubkeys[i]);
+    free(t->pubkeys);
     keyprov_uninstall(t->providers);
     OSSL_LIB_CTX_free(t->libctx);
     free(t);

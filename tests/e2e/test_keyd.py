@@ -605,6 +605,41 @@ class KeydFailureTest(KeydTest):
         self.assertTrue(srv.alive(), "the master ended")
         self.assertEqual(len(re.findall(r"restarting", srv.log())), 1, srv.log())
 
+    def test_restarted_keyd_checks_keys_against_the_certificates_in_use(self):
+        # The files were replaced (a renewal) but no reload was asked for;
+        # then keyd dies.  A new keyd must not sign with the new key for
+        # the old certificate the master still serves (every handshake
+        # would fail on a bad signature): it checks its keys against the
+        # certificates in use, refuses, and the master exits 111 as when
+        # keyd cannot be restarted.  A changed certificate file alone is
+        # fine: the key still matches the certificate in use.
+        cert_a, key_a = self.keypair("p256")
+        cert_b, key_b = _KEYS["p384"]
+        live_cert = os.path.join(self.tmp, "live-cert.pem")
+        live_key = os.path.join(self.tmp, "live-key.pem")
+        shutil.copyfile(cert_a, live_cert)
+        shutil.copyfile(key_a, live_key)
+        srv = self.start(env=self.env(CERTFILE=live_cert, KEYFILE=live_key))
+        srv.cert = cert_a
+        self.echo_once(srv)
+
+        shutil.copyfile(cert_b, live_cert)  # the certificate alone: still A's key
+        os.kill(srv.keyd, signal.SIGKILL)
+        srv.wait_log(r"keyd\b.*\brestarting", timeout=3)
+        srv.keyd = self.keyd_of(srv, exclude={srv.keyd}, timeout=3)
+        self.echo_once(srv, b"old certificate, old key\n")
+
+        shutil.copyfile(key_b, live_key)
+        os.kill(srv.keyd, signal.SIGKILL)
+        try:
+            rc = srv.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.fail("the master still runs 5 s after keyd died with a key that does not "
+                      "match the certificate in use; log:\n" + srv.log())
+        self.assertEqual(rc, EXIT_TEMPORARY, srv.log())
+        srv.wait_log(r"fatal: keyd: private key in %s does not match the certificate in use"
+                     % re.escape(live_key), timeout=1)
+
     def test_keyd_stopped_handshake_times_out(self):
         srv = self.start("p256", opts=["-T", "3"])
         keyd = srv.keyd

@@ -261,7 +261,7 @@ static void test_live(void)
     unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
     int n, closed, fd;
 
-    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) == 0);
+    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) == 0);
     if (k.pid <= 0) {
         fprintf(stderr, "keyd did not start: %s\n", err);
         return;
@@ -378,7 +378,7 @@ static void test_table_full(void)
     int held[60], n, closed, good = 0;
 
     c.concurrency = 1; /* a table of 2 + 2 x KEYD_POOL = 34 channels */
-    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) == 0);
+    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) == 0);
     if (k.pid <= 0) {
         fprintf(stderr, "keyd did not start: %s\n", err);
         return;
@@ -427,7 +427,7 @@ static void test_live_rsa(void)
         {KEYD_RSA_PKCS1_SHA512, 1, 0, 0},
     };
 
-    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) == 0);
+    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) == 0);
     if (k.pid <= 0) {
         fprintf(stderr, "keyd did not start: %s\n", err);
         return;
@@ -465,12 +465,12 @@ static void test_bad_config(void)
     struct keyd k;
     char err[512] = "";
 
-    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) < 0);
+    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) < 0);
     CHECK(strstr(err, "does not match") != NULL);
     certlist_free(&c);
     c = config("/nonexistent/key.pem");
     err[0] = '\0';
-    CHECK(keyd_start(&c, 0, &k, NULL, err, sizeof err) < 0);
+    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) < 0);
     CHECK(strstr(err, "/nonexistent/key.pem") != NULL);
     certlist_free(&c);
     fprintf(stderr, "bad config messages are clear: ok\n");
