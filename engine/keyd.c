@@ -628,7 +628,10 @@ static int refill(struct keyd *k)
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
     memcpy(CMSG_DATA(c), theirs, (size_t)n * sizeof(int));
-    ok = sendmsg(k->ctl, &msg, MSG_NOSIGNAL) == 1;
+    /* never blocks: a stopped or stuck keyd whose queue is full makes this
+     * connection fail (the caller drops it and pauses), not the master
+     * sleep in sendmsg, deaf to SIGTERM */
+    ok = sendmsg(k->ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) == 1;
     saved = errno;
     for (int i = 0; i < n; i++) {
         close(theirs[i]);

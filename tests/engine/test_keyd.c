@@ -13,6 +13,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -406,6 +407,46 @@ static void test_table_full(void)
     certlist_free(&c);
 }
 
+/* A stopped keyd: the master's hand-overs queue up on its control socket
+ * until the queue is full.  Then a new connection must get no channel
+ * (the master drops it), not block the master in sendmsg; once keyd runs
+ * again, channels work again. */
+static void test_stopped_keyd(void)
+{
+    struct engine_config c = config(keyfile);
+    struct keyd k;
+    char err[512];
+    unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
+    int n, closed, len, fd, got = 0;
+
+    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) == 0);
+    if (k.pid <= 0) {
+        fprintf(stderr, "keyd did not start: %s\n", err);
+        return;
+    }
+    CHECK(kill(k.pid, SIGSTOP) == 0);
+    alarm(20); /* a blocked sendmsg fails the test (SIGALRM) */
+    for (int i = 0; i < 200000 && (fd = keyd_channel_new(&k)) >= 0; i++) {
+        close(fd);
+        got++;
+    }
+    alarm(0);
+    CHECK(fd < 0 && errno == EAGAIN);
+    fprintf(stderr, "stopped keyd: %d channels handed over before the queue was full\n", got);
+    CHECK(kill(k.pid, SIGCONT) == 0);
+    n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, sizeof cv13, pkt, sizeof pkt);
+    fd = -1;
+    for (int i = 0; i < 500 && (fd = keyd_channel_new(&k)) < 0; i++)
+        usleep(10 * 1000); /* keyd drains its queue */
+    CHECK(fd >= 0);
+    len = fd >= 0 ? ask(fd, pkt, (size_t)n, sig, &closed) : -9;
+    CHECK(len > 0 && verifies(sig, (size_t)len, cv13, sizeof cv13));
+    if (fd >= 0)
+        close(fd);
+    keyd_stop(&k);
+    certlist_free(&c);
+}
+
 /* An RSA key: PSS for TLS 1.3 and TLS 1.2, PKCS#1 v1.5 for TLS 1.2 only.
  * A worker asking for PKCS#1 v1.5 over a TLS 1.3 input is refused by keyd
  * itself, whatever the worker's OpenSSL would have negotiated. */
@@ -498,6 +539,7 @@ int main(void)
         test_live();
         test_table_full();
         test_live_rsa();
+        test_stopped_keyd();
         test_bad_config();
         unlink(certfile);
         unlink(keyfile);
