@@ -23,7 +23,7 @@
 
 #define STATUS_MAX 512
 #define KEYD_NICE_BOOST 10 /* nice steps above the process that started keyd */
-#define START_TIMEOUT_MS 10000
+#define START_TIMEOUT_MS 10000 /* keyd's own limit; the master waits 2 s more */
 
 struct channel {
     int fd;
@@ -379,6 +379,20 @@ static int serve(struct keyd_state *s)
     return 0;
 }
 
+/* keyd stuck before it is ready (a key file on a hung mount, a FIFO, a -3
+ * pipe that never ends): it says so and exits by itself, so that no root
+ * keyd is left behind where nobody would kill it (tlsd's is init's child). */
+static int alarm_ctl = -1;
+
+static void on_alarm(int sig)
+{
+    static const char msg[] = "error: keyd not ready within 10 s (waiting for a key file, or a "
+                              "-3 password?)";
+    (void)sig;
+    (void)!send(alarm_ctl, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    _exit(ENGINE_EXIT_TEMPORARY);
+}
+
 static void keyd_main(const struct engine_config *cfg, const struct tls_context *in_use,
                       int ctl, int channel, int maxch)
 {
@@ -399,6 +413,9 @@ static void keyd_main(const struct engine_config *cfg, const struct tls_context 
     signal(SIGCHLD, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_IGN); /* the master decides; Ctrl-C reaches it */
+    alarm_ctl = ctl;
+    signal(SIGALRM, on_alarm);
+    alarm(START_TIMEOUT_MS / 1000);
     /* Every handshake waits for keyd (about 0.1 ms of work for ECDSA):
      * a higher priority than the workers' lets it answer as soon as it
      * is woken instead of at its turn on busy cores.  Relative to the
@@ -453,6 +470,7 @@ static void keyd_main(const struct engine_config *cfg, const struct tls_context 
             _exit(ENGINE_EXIT_TEMPORARY);
         }
     }
+    alarm(0); /* ready but for the lock-in (no alarm once locked in) */
     if (sandbox_lock_in(&spec, &unprivileged, err, sizeof err) < 0) {
         report(ctl, "error: keyd lock-in: %s", err);
         _exit(ENGINE_EXIT_TEMPORARY);
@@ -558,18 +576,22 @@ int keyd_await(struct keyd *k, char *err, size_t errlen)
 {
     char status[STATUS_MAX + 1];
     struct pollfd p = {.fd = k->ctl, .events = POLLIN, .revents = 0};
+    long long deadline = util_now_ms() + START_TIMEOUT_MS + 2000, left;
     ssize_t n;
 
-    /* keyd says "ok" or why not, once its keys are loaded and it is locked in */
-    while (poll(&p, 1, START_TIMEOUT_MS) < 0 && errno == EINTR)
-        ;
+    /* keyd says "ok" or why not, once its keys are loaded and it is locked
+     * in, or that it is not ready in time; one deadline however many
+     * signals (ending workers) interrupt the wait */
+    do {
+        left = deadline - util_now_ms();
+    } while (poll(&p, 1, left > 0 ? (int)left : 0) < 0 && errno == EINTR);
     n = (p.revents & (POLLIN | POLLHUP)) ? recv(k->ctl, status, STATUS_MAX, 0) : -1;
     if (n <= 0) {
         if (p.revents & (POLLIN | POLLHUP))
             ended_early(k, err, errlen);
         else
             snprintf(err, errlen, "keyd did not start (no report within %d s)",
-                     START_TIMEOUT_MS / 1000);
+                     START_TIMEOUT_MS / 1000 + 2);
         keyd_stop(k);
         return -1;
     }

@@ -875,6 +875,54 @@ class BadKeyConfigTest(KeydTest):
         self.assertLess(took, 5, "waited for keyd's report")
         self.assert_no_app_run()
 
+    def test_key_file_that_never_ends(self):
+        # A FIFO nobody writes as the key file (as a hung mount would do):
+        # keyd cannot get ready.  It says so itself after 10 s and exits,
+        # so that no root keyd is left behind (tlsd's is init's child:
+        # nobody else could kill it); the front end exits 111.
+        fifo = os.path.join(self.tmp, "key-fifo.pem")
+        os.mkfifo(fifo, 0o600)
+        procs = {}
+        t0 = time.monotonic()
+        for name in ("tlsserver", "tlsd"):
+            argv = [harness.binary(name)]
+            if name == "tlsserver":
+                argv += ["-1", "127.0.0.1", "0"]
+            argv += self.app_cmd(self.ECHO)
+            procs[name] = subprocess.Popen(argv, env=self.env(KEYFILE=fifo),
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, start_new_session=True)
+        for name, p in procs.items():
+            with self.subTest(name=name):
+                try:
+                    out, err = p.communicate(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.communicate()
+                    self.fail("%s still runs after 20 s" % name)
+                took = time.monotonic() - t0
+                lines = err.decode(errors="replace").splitlines()
+                self.assertEqual(p.returncode, EXIT_TEMPORARY, lines)
+                self.assertEqual(out, b"")
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn("keyd not ready within 10 s", lines[0])
+                self.assertLess(took, 13, "took %.1f s" % took)
+
+                def session_left():
+                    left = []
+                    for q in proc_table().values():
+                        try:
+                            with open("/proc/%d/stat" % q.pid, "rb") as f:
+                                sid = int(f.read().rsplit(b")", 1)[1].split()[3])
+                        except OSError:
+                            continue
+                        if sid == p.pid:
+                            left.append(q)
+                    return left
+                self.assertTrue(wait_until(lambda: not session_left(), 3),
+                                "left behind: %r" % session_left())
+        self.assert_no_app_run()
+
     def test_encrypted_key_fails_without_prompt(self):
         path = os.path.join(self.tmp, "encrypted-key.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
