@@ -234,10 +234,17 @@ static size_t proxy_vars(struct worker *w, struct ucspitls_var *v)
 static int handshake(struct worker *w)
 {
     char err[256];
-    int rc = relay_handshake(w->relay, w->ssl, w->cfg->handshake_timeout_ms > 0
-                                                   ? w->cfg->handshake_timeout_ms
-                                                   : 0x7fffffff,
-                             err, sizeof err);
+    int rc;
+
+    /* keyd's signature comes within the handshake's time (26 s without
+     * -T), not in a time of its own from whenever the worker asks */
+    keyprov_set_deadline(util_now_ms() + (w->cfg->handshake_timeout_ms > 0
+                                              ? w->cfg->handshake_timeout_ms
+                                              : 26000));
+    rc = relay_handshake(w->relay, w->ssl, w->cfg->handshake_timeout_ms > 0
+                                               ? w->cfg->handshake_timeout_ms
+                                               : 0x7fffffff,
+                         err, sizeof err);
     /* One handshake per connection: nothing more will be signed. */
     keyprov_close_channel();
     if (rc != RELAY_DONE) {
@@ -472,9 +479,8 @@ int conn_serve(const struct engine_config *cfg, struct tls_context *tls,
      * whose parent asked already) */
     (void)conn_stack_low();
     /* Signatures for this connection's handshake come from keyd over this
-     * channel; the handshake timeout bounds each request too. */
-    keyprov_set_channel(keyd_channel, cfg->handshake_timeout_ms > 0
-                                          ? cfg->handshake_timeout_ms : 26000);
+     * channel (by the handshake's deadline, set when it starts). */
+    keyprov_set_channel(keyd_channel);
     /* A write to a vanished peer or app must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);

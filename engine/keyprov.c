@@ -9,6 +9,7 @@
  * knows no private key: it names a scheme and forwards the bytes to keyd. */
 #include "keyprov.h"
 #include "keyd_proto.h"
+#include "internal.h"
 #include "log.h"
 
 #include <errno.h>
@@ -49,13 +50,17 @@ struct keydata {
  * setting its channel would copy from the master and keep for the
  * connection's life.  One thread per process uses it (the engine's). */
 static __thread int keyd_fd = -1;
-static __thread int keyd_timeout_ms = 5000;
+static __thread long long keyd_deadline_ms;
 
-void keyprov_set_channel(int fd, int timeout_ms)
+void keyprov_set_channel(int fd)
 {
     keyprov_close_channel();
     keyd_fd = fd;
-    keyd_timeout_ms = timeout_ms;
+}
+
+void keyprov_set_deadline(long long deadline_ms)
+{
+    keyd_deadline_ms = deadline_ms;
 }
 
 void keyprov_close_channel(void)
@@ -74,6 +79,7 @@ static int keyd_sign(uint16_t key_id, uint8_t scheme, const unsigned char *tbs,
     const unsigned char *s;
     struct pollfd p;
     int n, rc;
+    long long left;
     ssize_t got;
 
     if (keyd_fd < 0) {
@@ -94,10 +100,14 @@ static int keyd_sign(uint16_t key_id, uint8_t scheme, const unsigned char *tbs,
     p.fd = keyd_fd;
     p.events = POLLIN;
     p.revents = 0;
-    while ((rc = poll(&p, 1, keyd_timeout_ms)) < 0 && errno == EINTR)
-        ;
+    for (;;) {
+        left = keyd_deadline_ms - util_now_ms();
+        rc = poll(&p, 1, left <= 0 ? 0 : left > 60000 ? 60000 : (int)left);
+        if (!(rc < 0 && errno == EINTR) && !(rc == 0 && left > 60000))
+            break;
+    }
     if (rc == 0) {
-        log_line(LOG_ERROR, "keyd: no answer within %d ms", keyd_timeout_ms);
+        log_line(LOG_ERROR, "keyd: no answer within the handshake's time");
         keyprov_close_channel();
         return 0;
     }

@@ -28,10 +28,14 @@ void keyprov_uninstall(OSSL_PROVIDER *loaded[2]);
 EVP_PKEY *keyprov_handle_new(OSSL_LIB_CTX *libctx, EVP_PKEY *pub,
                              uint16_t key_id);
 
-/* Sets this thread's channel to keyd (owned from now on; -1 for none) and
- * the time a signature may take.  The engine sets and uses it in one thread
- * (a worker's, or the master's warm-up). */
-void keyprov_set_channel(int fd, int timeout_ms);
+/* Sets this thread's channel to keyd (owned from now on; -1 for none).
+ * The engine sets and uses it in one thread (a worker's, or the master's
+ * warm-up). */
+void keyprov_set_channel(int fd);
+
+/* The time (util_now_ms()) by which a signature must have come back: the
+ * handshake's own deadline, so that a hung keyd cannot stretch it. */
+void keyprov_set_deadline(long long deadline_ms);
 
 /* Closes the channel: after the handshake nothing more is signed. */
 void keyprov_close_channel(void);

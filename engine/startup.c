@@ -22,7 +22,8 @@ void engine_warm_up(const struct engine_config *cfg, struct tls_context *tls,
         /* keyd signs for the warm-up as for any worker: one channel each */
         if (!cfg->bench_key_in_worker && (channel = keyd_channel_new(keyd)) < 0)
             return;
-        keyprov_set_channel(channel, 5000);
+        keyprov_set_channel(channel);
+        keyprov_set_deadline(util_now_ms() + 5000);
         if (tlsctx_warm_up(tls, tls12, err, sizeof err) < 0)
             log_line(LOG_INFO, "warm-up (TLS 1.%d): %s", tls12 ? 2 : 3, err);
         keyprov_close_channel();

@@ -671,6 +671,28 @@ class KeydFailureTest(KeydTest):
         self.assertNotRegex(srv.log(), r"restarting")
         self.assertTrue(srv.alive())
 
+    def test_keyd_stopped_late_client_hello(self):
+        # -T counts from the handshake's start, keyd's answer included: a
+        # client that sends its ClientHello late must not get the time to
+        # wait for a hung keyd over again (the signature request waits
+        # only for what is left of -T)
+        srv = self.start("p256", opts=["-T", "3"])
+        keyd = srv.keyd
+        self.cont_on_cleanup(keyd)
+        os.kill(keyd, signal.SIGSTOP)
+        self.wait_state(keyd, "T")
+        sock = self.connect(srv.port)
+        self.addCleanup(sock.close)
+        t0 = time.monotonic()
+        time.sleep(2.0)
+        conn = harness.TLSConn(sock, client_context(srv.cert), timeout=12)
+        with self.assertRaises((ssl.SSLError, OSError)):
+            conn.handshake()
+        took = time.monotonic() - t0
+        self.assertLessEqual(took, 4.3, "the handshake failed %.2f s after the connection "
+                             "with -T 3: keyd was waited for beyond -T\n%s" % (took, srv.log()))
+        srv.wait_log(r"keyd: no answer within the handshake's time", timeout=3)
+
     def test_master_stops_on_sigterm_while_keyd_is_stopped(self):
         # "nothing hangs forever" also holds for shutting down
         srv = self.start("p256")
