@@ -583,6 +583,15 @@ class KeydFailureTest(KeydTest):
             self.fail("pid %d not in state %s within %ss (state %r)"
                       % (pid, state, timeout, state_of(pid)))
 
+    def start_stopped(self, opts=()):
+        """A server whose keyd is stopped (continued at cleanup): (srv, keyd)."""
+        srv = self.start("p256", opts=list(opts))
+        keyd = srv.keyd
+        self.cont_on_cleanup(keyd)
+        os.kill(keyd, signal.SIGSTOP)
+        self.wait_state(keyd, "T")
+        return srv, keyd
+
     def test_keyd_killed_is_restarted(self):
         srv = self.start("p256")
         self.echo_once(srv)
@@ -641,11 +650,7 @@ class KeydFailureTest(KeydTest):
                      % re.escape(live_key), timeout=1)
 
     def test_keyd_stopped_handshake_times_out(self):
-        srv = self.start("p256", opts=["-T", "3"])
-        keyd = srv.keyd
-        self.cont_on_cleanup(keyd)
-        os.kill(keyd, signal.SIGSTOP)
-        self.wait_state(keyd, "T")
+        srv, keyd = self.start_stopped(["-T", "3"])
         t0 = time.monotonic()
         error = None
         try:
@@ -676,11 +681,7 @@ class KeydFailureTest(KeydTest):
         # client that sends its ClientHello late must not get the time to
         # wait for a hung keyd over again (the signature request waits
         # only for what is left of -T)
-        srv = self.start("p256", opts=["-T", "3"])
-        keyd = srv.keyd
-        self.cont_on_cleanup(keyd)
-        os.kill(keyd, signal.SIGSTOP)
-        self.wait_state(keyd, "T")
+        srv, keyd = self.start_stopped(["-T", "3"])
         sock = self.connect(srv.port)
         self.addCleanup(sock.close)
         t0 = time.monotonic()
@@ -695,11 +696,7 @@ class KeydFailureTest(KeydTest):
 
     def test_master_stops_on_sigterm_while_keyd_is_stopped(self):
         # "nothing hangs forever" also holds for shutting down
-        srv = self.start("p256")
-        keyd = srv.keyd
-        self.cont_on_cleanup(keyd)
-        os.kill(keyd, signal.SIGSTOP)
-        self.wait_state(keyd, "T")
+        srv, keyd = self.start_stopped()
         srv.proc.send_signal(signal.SIGTERM)
         try:
             srv.proc.wait(5)
@@ -717,11 +714,7 @@ class KeydFailureTest(KeydTest):
 
     def test_keyd_killed_during_handshake(self):
         # -T 10: a failure that comes from the kill comes long before it
-        srv = self.start("p256", opts=["-T", "10"])
-        keyd = srv.keyd
-        self.cont_on_cleanup(keyd)
-        os.kill(keyd, signal.SIGSTOP)
-        self.wait_state(keyd, "T")
+        srv, keyd = self.start_stopped(["-T", "10"])
         p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port,
                               "-servername", "localhost", "-ign_eof"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
