@@ -87,8 +87,7 @@ int ucspitls_engine_child_exited(struct ucspitls_engine *e, pid_t pid, int statu
         return 1;
     if (pid != e->keyd.pid || pid <= 0)
         return 0;
-    keyd_restart(e->running, e->tls, &e->keyd, status);
-    return 1;
+    return keyd_restart(e->running, e->tls, &e->keyd, status) < 0 ? -1 : 1;
 }
 
 int ucspitls_engine_reload(struct ucspitls_engine *e, char *err, size_t errlen)

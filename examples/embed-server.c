@@ -32,6 +32,11 @@ static void on_term(int sig)
     stop = 1;
 }
 
+static void on_child(int sig)
+{
+    (void)sig; /* only to interrupt accept(): the loop reaps */
+}
+
 int main(int argc, char **argv)
 {
     struct sockaddr_in sin;
@@ -64,12 +69,15 @@ int main(int argc, char **argv)
         return UCSPITLS_EXIT_TEMPORARY;
     }
     {
-        /* no SA_RESTART: SIGTERM must interrupt accept() and end the loop */
+        /* no SA_RESTART: SIGTERM must interrupt accept() and end the loop,
+         * SIGCHLD get the loop to reap (keyd's end among them) */
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_term;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGTERM, &sa, NULL);
+        sa.sa_handler = on_child;
+        sigaction(SIGCHLD, &sa, NULL);
     }
     signal(SIGPIPE, SIG_IGN);
     {
@@ -78,6 +86,7 @@ int main(int argc, char **argv)
         printf("%d\n", ntohs(sin.sin_port));
     }
     fflush(stdout);
+    code = 0;
     while (!stop) {
         int conn, status;
         pid_t pid;
@@ -85,7 +94,12 @@ int main(int argc, char **argv)
         /* reap: workers, and keyd if it died (the engine restarts it);
          * at the limit, wait for a connection to end before accepting */
         while ((pid = waitpid(-1, &status, active < MAX_CONNECTIONS ? WNOHANG : 0)) > 0) {
-            if (ucspitls_engine_child_exited(e, pid, status))
+            int keyd = ucspitls_engine_child_exited(e, pid, status);
+            if (keyd < 0) { /* no keyd any more (logged): as tlsserver, give up */
+                code = UCSPITLS_EXIT_TEMPORARY;
+                stop = 1;
+            }
+            if (keyd != 0)
                 continue;
             active--;
             fprintf(stderr, "embed-server: connection %d ended, status %d\n",
@@ -95,7 +109,7 @@ int main(int argc, char **argv)
             break;
         conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
         if (conn < 0)
-            continue; /* EINTR on SIGTERM */
+            continue; /* EINTR on SIGTERM or SIGCHLD */
         if (ucspitls_engine_spawn(e, conn, conn) < 0)
             fprintf(stderr, "embed-server: could not serve a connection\n");
         else
@@ -104,5 +118,5 @@ int main(int argc, char **argv)
     }
     close(fd);
     ucspitls_engine_free(e);
-    return 0;
+    return code;
 }

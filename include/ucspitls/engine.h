@@ -67,7 +67,10 @@ int ucspitls_engine_start(struct ucspitls_engine *e, char *err, size_t errlen);
 pid_t ucspitls_engine_spawn(struct ucspitls_engine *e, int rfd, int wfd);
 
 /* Embedding: call for every child the server reaps.  Returns 1 when pid
- * was the engine's own keyd (it is restarted; not a connection), else 0. */
+ * was the engine's own keyd (restarted, or retired after a reload; not a
+ * connection); -1 when it was keyd and no new one could be started (the
+ * reason is logged; every spawn fails until a reload succeeds: tlsserver
+ * exits 111 there); else 0. */
 int ucspitls_engine_child_exited(struct ucspitls_engine *e, pid_t pid, int status);
 
 /* Embedding: reads certificates, keys and ticket keys again (as SIGHUP does

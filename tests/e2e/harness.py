@@ -48,6 +48,7 @@ _BINARIES = {
     "tlsd": "cmd/tlsd",
     "tlsserver-testhooks": "cmd/tlsserver-testhooks",
     "smtpd-demo": "examples/smtpd-demo",
+    "embed-server": "examples/embed-server",
     "testapp": "tests/apps/ucspi-testapp",
     "gen-verify": "tests/apps/gen-verify",
     "starttls-app": "tests/apps/starttls-app",

@@ -979,6 +979,58 @@ class BadKeyConfigTest(KeydTest):
         self.assertEqual(watch.openers(), [])
 
 
+class EmbedTest(KeydTest):
+    """The embedding API (examples/embed-server.c, ucspitls(3))."""
+
+    def test_embedder_told_when_keyd_cannot_be_restarted(self):
+        # keyd dies and its key file has become unusable: the embedder must
+        # learn that no new keyd could be started (-1), not be told
+        # "restarted" while every later connection fails; the example
+        # then exits 111, as tlsserver does
+        live_cert = os.path.join(self.tmp, "live-cert.pem")
+        live_key = os.path.join(self.tmp, "live-key.pem")
+        shutil.copyfile(self.cert, live_cert)
+        shutil.copyfile(self.key, live_key)
+        errpath = os.path.join(self.tmp, "embed.err")
+        with open(errpath, "wb") as errf:
+            p = subprocess.Popen([harness.binary("embed-server"), "0",
+                                  *self.app_cmd(self.ECHO)],
+                                 env=self.env(CERTFILE=live_cert, KEYFILE=live_key),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=errf, start_new_session=True, cwd=self.tmp)
+
+        def stop():
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+            p.stdout.close()
+        self.addCleanup(stop)
+
+        def log():
+            with open(errpath, "rb") as f:
+                return f.read().decode(errors="replace")
+        line = harness.read_line(p.stdout.fileno(), 10)
+        self.assertTrue(line.strip().isdigit(), "embed-server printed no port: %r" % line)
+
+        class Srv:
+            port, cert = int(line), self.cert
+        self.echo_once(Srv)
+        def only_keyd():  # once the connection's worker has gone
+            kids = [c.pid for c in live_children(p.pid)]
+            return kids[0] if len(kids) == 1 and is_locked_in_keyd(kids[0]) else None
+        keyd = wait_until(only_keyd, 5)
+        self.assertTrue(keyd, "no keyd alone among %r" % live_children(p.pid))
+        with open(live_key, "w") as f:
+            f.write("not a key any more\n")
+        os.kill(keyd, signal.SIGKILL)
+        try:
+            rc = p.wait(5)
+        except subprocess.TimeoutExpired:
+            self.fail("embed-server still runs 5 s after keyd died for good; log:\n" + log())
+        self.assertEqual(rc, EXIT_TEMPORARY, log())
+        self.assertRegex(log(), r"fatal: keyd: .*%s" % re.escape(live_key))
+
+
 class PasswordFd3Test(KeydTest):
     """-3: an encrypted key whose password keyd reads from fd 3."""
 
