@@ -292,6 +292,28 @@ class KeydTest(harness.E2ETest):
         finally:
             conn.close()
 
+    def start_printing_port(self, name, argv, env):
+        """Starts argv (a server that prints its port on stdout: tcpserver,
+        embed-server), stopped at cleanup: (process, port, log reader)."""
+        errpath = os.path.join(self.tmp, name + ".err")
+        with open(errpath, "wb") as errf:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=errf, env=env, cwd=self.tmp, start_new_session=True)
+
+        def stop():
+            if p.poll() is None:
+                p.terminate()
+                p.wait(5)
+            p.stdout.close()
+        self.addCleanup(stop)
+
+        def log():
+            with open(errpath, "rb") as f:
+                return f.read().decode(errors="replace")
+        line = harness.read_line(p.stdout.fileno(), 10)
+        self.assertTrue(line.strip().isdigit(), "%s printed no port: %r" % (name, line))
+        return p, int(line), log
+
     # -- memory scans
     def assert_key_found(self, pid, secrets, what):
         res = keyscan.scan_pid(pid, secrets)
@@ -991,29 +1013,13 @@ class EmbedTest(KeydTest):
         live_key = os.path.join(self.tmp, "live-key.pem")
         shutil.copyfile(self.cert, live_cert)
         shutil.copyfile(self.key, live_key)
-        errpath = os.path.join(self.tmp, "embed.err")
-        with open(errpath, "wb") as errf:
-            p = subprocess.Popen([harness.binary("embed-server"), "0",
-                                  *self.app_cmd(self.ECHO)],
-                                 env=self.env(CERTFILE=live_cert, KEYFILE=live_key),
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=errf, start_new_session=True, cwd=self.tmp)
-
-        def stop():
-            if p.poll() is None:
-                p.kill()
-                p.wait(5)
-            p.stdout.close()
-        self.addCleanup(stop)
-
-        def log():
-            with open(errpath, "rb") as f:
-                return f.read().decode(errors="replace")
-        line = harness.read_line(p.stdout.fileno(), 10)
-        self.assertTrue(line.strip().isdigit(), "embed-server printed no port: %r" % line)
+        p, port, log = self.start_printing_port(
+            "embed-server", [harness.binary("embed-server"), "0", *self.app_cmd(self.ECHO)],
+            self.env(CERTFILE=live_cert, KEYFILE=live_key))
 
         class Srv:
-            port, cert = int(line), self.cert
+            cert = self.cert
+        Srv.port = port
         self.echo_once(Srv)
         def only_keyd():  # once the connection's worker has gone
             kids = [c.pid for c in live_children(p.pid)]
@@ -1220,28 +1226,11 @@ class TlsdTest(KeydTest):
 
     def start_tlsd(self, keyname, app):
         """tcpserver running tlsd with keyname's key: (tcpserver, port, log)."""
-        tcpserver = harness.tool("tcpserver")
         cert, key = self.keypair(keyname)
-        errpath = os.path.join(self.tmp, "tcpserver.err")
-        with open(errpath, "wb") as errf:
-            p = subprocess.Popen([tcpserver, "-1", "127.0.0.1", "0", harness.binary("tlsd"),
-                                  *app],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf,
-                                 env=self.env(CERTFILE=cert, KEYFILE=key), cwd=self.tmp)
-
-        def stop():
-            if p.poll() is None:
-                p.terminate()
-                p.wait(5)
-            p.stdout.close()
-        self.addCleanup(stop)
-
-        def log():
-            with open(errpath, "rb") as f:
-                return f.read().decode(errors="replace")
-        line = harness.read_line(p.stdout.fileno(), 10)
-        self.assertTrue(line.strip().isdigit(), "tcpserver printed no port: %r" % line)
-        return p, int(line), log
+        return self.start_printing_port(
+            "tcpserver", [harness.tool("tcpserver"), "-1", "127.0.0.1", "0",
+                          harness.binary("tlsd"), *app],
+            self.env(CERTFILE=cert, KEYFILE=key))
 
     def check_tlsd(self, keyname):
         cert, key = self.keypair(keyname)
