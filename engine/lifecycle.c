@@ -127,6 +127,9 @@ static void retire(struct keyd *k)
     }
     /* too many reloads in a row to track them all: stop this one now (a
      * handshake still waiting on it fails; nothing is miscounted) */
+    log_line(LOG_ERROR, "keyd %d stopped at once: %zu earlier keyds still serve connections "
+             "from before their reloads; its own connections' handshakes will fail",
+             (int)k->pid, sizeof retired / sizeof retired[0]);
     keyd_stop(k);
 }
 

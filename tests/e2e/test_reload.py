@@ -114,6 +114,33 @@ class ReloadTest(harness.E2ETest):
         conn.recv_all()
         conn.close()
 
+    def test_65_reloads_with_connections_waiting(self):
+        # each reload retires a keyd that keeps serving the connections
+        # accepted before it; 64 can wait so at once: the 65th reload in a
+        # row stops the previous keyd at once and says so, and the
+        # connections of the earlier ones still get their handshake
+        d = self.make("one.example")
+        self.install(d)
+        env = self.env(CERTFILE=os.path.join(self.tmp, "live-cert.pem"),
+                       KEYFILE=os.path.join(self.tmp, "live-key.pem"))
+        srv = self.server(self.app_cmd("immediate-echo"), ["-c", "100"], env=env)
+        socks = []
+        for i in range(65):
+            socks.append(self.connect(srv.port))
+            harness.wait_until(lambda: len(srv.worker_pids()) >= i + 1, 5)
+            os.kill(srv.pid, signal.SIGHUP)
+            srv.wait_log(r"reloaded: 1 certificate", timeout=10, count=i + 1)
+        srv.wait_log(r"keyd \d+ stopped at once: 64 earlier keyds still serve", timeout=5)
+        ctx = harness.client_context(os.path.join(self.tmp, "live-cert.pem"))
+        ctx.check_hostname = False  # CN=one.example
+        conn = harness.TLSConn(socks[0], ctx)
+        conn.handshake()
+        conn.send(b"first\n")
+        self.assertEqual(conn.recv_exactly(6), b"first\n")
+        conn.close_notify()
+        for sock in socks:
+            sock.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
