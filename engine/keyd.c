@@ -379,9 +379,10 @@ static int serve(struct keyd_state *s)
     return 0;
 }
 
-/* keyd stuck before it is ready (a key file on a hung mount, a FIFO, a -3
- * pipe that never ends): it says so and exits by itself, so that no root
- * keyd is left behind where nobody would kill it (tlsd's is init's child). */
+/* keyd stuck before it is ready (a key file that is a FIFO, a -3 pipe that
+ * never ends): it says so and exits by itself, so that no root keyd is left
+ * behind where nobody would kill it (tlsd's is init's child).  A read that
+ * sleeps uninterruptibly (a hard NFS mount) only SIGKILL ends. */
 static int alarm_ctl = -1;
 
 static void on_alarm(int sig)
@@ -415,6 +416,13 @@ static void keyd_main(const struct engine_config *cfg, const struct tls_context 
     signal(SIGINT, SIG_IGN); /* the master decides; Ctrl-C reaches it */
     alarm_ctl = ctl;
     signal(SIGALRM, on_alarm);
+    {
+        /* a mask inherited from whoever started us must not hold the
+         * alarm back (nor anything else: keyd blocks no signal) */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+    }
     alarm(START_TIMEOUT_MS / 1000);
     /* Every handshake waits for keyd (about 0.1 ms of work for ECDSA):
      * a higher priority than the workers' lets it answer as soon as it

@@ -59,6 +59,10 @@ struct tls_context *engine_startup(const struct engine_config *cfg,
     keyd->pid = -1;
     keyd->ctl = -1;
     keyd->npool = 0; /* no keyd (bench mode): keyd_stop() must find no pool */
+    /* keyd checks its keys against the certificate files while the context
+     * reads them again (in parallel: start-up time); a renewal landing
+     * between the two reads is not caught here, as it is at a restart or a
+     * reload (keyd_start with the context in use) */
     if (cfg->bench_key_in_worker) {
         log_line(LOG_ERROR, "warning: UCSPITLS_BENCH_KEY_IN_WORKER=1: no keyd, "
                             "the private key is in every worker (benchmarks only)");

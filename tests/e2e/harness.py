@@ -31,6 +31,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import ssl
 import subprocess
 import sys
@@ -419,6 +420,8 @@ def sanitizer_reports(tmp, test_id):
         for name in files:
             path = os.path.join(top, name)
             try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue  # a FIFO a test made would block the open
                 with open(path, "rb") as f:
                     data = f.read(64 << 20)
             except OSError:

@@ -913,34 +913,43 @@ class BadKeyConfigTest(KeydTest):
         self.assert_no_app_run()
 
     def test_key_file_that_never_ends(self):
-        # A FIFO nobody writes as the key file (as a hung mount would do):
-        # keyd cannot get ready.  It says so itself after 10 s and exits,
-        # so that no root keyd is left behind (tlsd's is init's child:
-        # nobody else could kill it); the front end exits 111.
+        # A FIFO nobody writes as the key file: keyd cannot get ready.  It
+        # says so itself after 10 s and exits, so that no root keyd is left
+        # behind (tlsd's is init's child: nobody else could kill it); the
+        # front end exits 111.  Also when started with SIGALRM blocked.
         fifo = os.path.join(self.tmp, "key-fifo.pem")
         os.mkfifo(fifo, 0o600)
+        self.addCleanup(os.unlink, fifo)
         procs = {}
+
+        def block_alarm():
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         t0 = time.monotonic()
-        for name in ("tlsserver", "tlsd"):
-            argv = [harness.binary(name)]
+        for name in ("tlsserver", "tlsd", "tlsd, SIGALRM blocked"):
+            argv = [harness.binary(name.split(",")[0])]
             if name == "tlsserver":
                 argv += ["-1", "127.0.0.1", "0"]
             argv += self.app_cmd(self.ECHO)
-            procs[name] = subprocess.Popen(argv, env=self.env(KEYFILE=fifo),
-                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, start_new_session=True)
-        for name, p in procs.items():
+            # output to files: a keyd left behind would hold a pipe open
+            out = os.path.join(self.tmp, "%s.out" % name.replace(", ", "-").replace(" ", "-"))
+            with open(out, "wb") as f:
+                procs[name] = (subprocess.Popen(argv, env=self.env(KEYFILE=fifo),
+                                                stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                                                start_new_session=True,
+                                                preexec_fn=block_alarm if "blocked" in name
+                                                else None), out)
+        for name, (p, out) in procs.items():
             with self.subTest(name=name):
                 try:
-                    out, err = p.communicate(timeout=20)
+                    p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     p.kill()
-                    p.communicate()
+                    p.wait()
                     self.fail("%s still runs after 20 s" % name)
                 took = time.monotonic() - t0
-                lines = err.decode(errors="replace").splitlines()
+                with open(out, "rb") as f:
+                    lines = f.read().decode(errors="replace").splitlines()
                 self.assertEqual(p.returncode, EXIT_TEMPORARY, lines)
-                self.assertEqual(out, b"")
                 self.assertEqual(len(lines), 1, lines)
                 self.assertIn("keyd not ready within 10 s", lines[0])
                 self.assertLess(took, 13, "took %.1f s" % took)
@@ -956,8 +965,10 @@ class BadKeyConfigTest(KeydTest):
                         if sid == p.pid:
                             left.append(q)
                     return left
-                self.assertTrue(wait_until(lambda: not session_left(), 3),
-                                "left behind: %r" % session_left())
+                left = wait_until(lambda: not session_left(), 3) or session_left()
+                for q in left if left is not True else ():
+                    os.kill(q.pid, signal.SIGKILL)
+                self.assertIs(left, True, "left behind: %r" % left)
         self.assert_no_app_run()
 
     def test_encrypted_key_fails_without_prompt(self):

@@ -431,7 +431,9 @@ static void test_stopped_keyd(void)
         got++;
     }
     alarm(0);
-    CHECK(fd < 0 && errno == EAGAIN);
+    /* EAGAIN: the queue is full; ETOOMANYREFS: not root, the fds in flight
+     * reached RLIMIT_NOFILE first.  Either way the master did not block. */
+    CHECK(fd < 0 && (errno == EAGAIN || errno == ETOOMANYREFS));
     fprintf(stderr, "stopped keyd: %d channels handed over before the queue was full\n", got);
     CHECK(kill(k.pid, SIGCONT) == 0);
     n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, sizeof cv13, pkt, sizeof pkt);
