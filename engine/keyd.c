@@ -76,9 +76,9 @@ static void report(int ctl, const char *fmt, ...)
 }
 
 /* Reads one key and proves it belongs to its certificate, so that a
- * mismatch fails at start-up, not at the first client. */
-/* One key, checked against in_use (the public key of the certificate the
- * master serves with it) or, when NULL, against its certificate file. */
+ * mismatch fails at start-up, not at the first client: to in_use (the
+ * public key of the certificate the master serves with it) or, when NULL,
+ * to its certificate file. */
 static int load_key(struct keyd_key *k, const struct cert_entry *e, EVP_PKEY *in_use,
                     const char *password, char *err, size_t errlen)
 {
