@@ -254,19 +254,43 @@ static struct engine_config config(const char *key)
     return config_pair(certfile, key);
 }
 
+/* Starts keyd for c (checked); -1 when it did not start. */
+static int start(const struct engine_config *c, struct keyd *k)
+{
+    char err[512];
+
+    CHECK(keyd_start(c, NULL, 0, k, NULL, err, sizeof err) == 0);
+    if (k->pid <= 0) {
+        fprintf(stderr, "keyd did not start: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether the channel fd gets a TLS 1.3 input signed, the signature
+ * verifying with the EC certificate's key; closes fd (-1: none, 0). */
+static int signs_on(int fd)
+{
+    unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
+    int n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, sizeof cv13, pkt, sizeof pkt);
+    int closed, len;
+
+    if (fd < 0)
+        return 0;
+    len = ask(fd, pkt, (size_t)n, sig, &closed);
+    close(fd);
+    return len > 0 && verifies(sig, (size_t)len, cv13, sizeof cv13);
+}
+
 static void test_live(void)
 {
     struct engine_config c = config(keyfile);
     struct keyd k;
-    char err[512];
     unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
     int n, closed, fd;
 
-    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) == 0);
-    if (k.pid <= 0) {
-        fprintf(stderr, "keyd did not start: %s\n", err);
+    if (start(&c, &k) < 0)
         return;
-    }
 
     /* a good request, then a second one past the allowance */
     fd = keyd_channel_new(&k);
@@ -374,16 +398,11 @@ static void test_table_full(void)
 {
     struct engine_config c = config(keyfile);
     struct keyd k;
-    char err[512];
-    unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
-    int held[60], n, closed, good = 0;
+    int held[60], good = 0;
 
     c.concurrency = 1; /* a table of 2 + 2 x KEYD_POOL = 34 channels */
-    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) == 0);
-    if (k.pid <= 0) {
-        fprintf(stderr, "keyd did not start: %s\n", err);
+    if (start(&c, &k) < 0)
         return;
-    }
     /* while the table is full, a new connection may get no channel at
      * all (keyd has refused every pooled one): that is the overload */
     for (int i = 0; i < 60; i++)
@@ -392,14 +411,8 @@ static void test_table_full(void)
     for (int i = 0; i < 60; i++)
         if (held[i] >= 0)
             close(held[i]);
-    n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, sizeof cv13, pkt, sizeof pkt);
-    for (int i = 0; i < 20; i++) {
-        int fd = keyd_channel_new(&k);
-        int len = fd >= 0 ? ask(fd, pkt, (size_t)n, sig, &closed) : -9;
-        good += len > 0 && verifies(sig, (size_t)len, cv13, sizeof cv13);
-        if (fd >= 0)
-            close(fd);
-    }
+    for (int i = 0; i < 20; i++)
+        good += signs_on(keyd_channel_new(&k));
     if (good != 20)
         fprintf(stderr, "after a full table: %d of 20 connections signed\n", good);
     CHECK(good == 20);
@@ -415,15 +428,10 @@ static void test_stopped_keyd(void)
 {
     struct engine_config c = config(keyfile);
     struct keyd k;
-    char err[512];
-    unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
-    int n, closed, len, fd, got = 0;
+    int fd, got = 0;
 
-    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) == 0);
-    if (k.pid <= 0) {
-        fprintf(stderr, "keyd did not start: %s\n", err);
+    if (start(&c, &k) < 0)
         return;
-    }
     CHECK(kill(k.pid, SIGSTOP) == 0);
     alarm(20); /* a blocked sendmsg fails the test (SIGALRM) */
     for (int i = 0; i < 200000 && (fd = keyd_channel_new(&k)) >= 0; i++) {
@@ -436,15 +444,11 @@ static void test_stopped_keyd(void)
     CHECK(fd < 0 && (errno == EAGAIN || errno == ETOOMANYREFS));
     fprintf(stderr, "stopped keyd: %d channels handed over before the queue was full\n", got);
     CHECK(kill(k.pid, SIGCONT) == 0);
-    n = keyd_request_encode(KEYD_ECDSA_SHA256, 0, cv13, sizeof cv13, pkt, sizeof pkt);
     fd = -1;
     for (int i = 0; i < 500 && (fd = keyd_channel_new(&k)) < 0; i++)
         usleep(10 * 1000); /* keyd drains its queue */
     CHECK(fd >= 0);
-    len = fd >= 0 ? ask(fd, pkt, (size_t)n, sig, &closed) : -9;
-    CHECK(len > 0 && verifies(sig, (size_t)len, cv13, sizeof cv13));
-    if (fd >= 0)
-        close(fd);
+    CHECK(signs_on(fd));
     keyd_stop(&k);
     certlist_free(&c);
 }
@@ -456,7 +460,6 @@ static void test_live_rsa(void)
 {
     struct engine_config c = config_pair(rsacert, rsakey);
     struct keyd k;
-    char err[512];
     unsigned char pkt[KEYD_REQ_MAX + 64], sig[KEYD_SIG_MAX];
     static const struct {
         uint8_t scheme;
@@ -470,11 +473,8 @@ static void test_live_rsa(void)
         {KEYD_RSA_PKCS1_SHA512, 1, 0, 0},
     };
 
-    CHECK(keyd_start(&c, NULL, 0, &k, NULL, err, sizeof err) == 0);
-    if (k.pid <= 0) {
-        fprintf(stderr, "keyd did not start: %s\n", err);
+    if (start(&c, &k) < 0)
         return;
-    }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const unsigned char *tbs = cases[i].tls13 ? cv13 : ske12;
         size_t tl = cases[i].tls13 ? sizeof cv13 : sizeof ske12;
